@@ -1,0 +1,54 @@
+"""The two losses of RD with Expert (DESIGN.md §3.2), written as sums over the three scales."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Features = list[torch.Tensor]
+
+
+def global_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """D(a, b): batch mean of 1 - cos between whole flattened feature maps (RD's loss)."""
+    return (1 - F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1)).mean()
+
+
+def pixel_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-pixel 1 - cos over channels, (B, h, w)."""
+    return 1 - F.cosine_similarity(a.float(), b.float(), dim=1)
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bring the (B, 1, H, W) synthetic mask to a feature scale: bilinear, then binarised at 0.5."""
+    return (F.interpolate(mask.float(), size=size, mode="bilinear", align_corners=False) > 0.5).float()[:, 0]
+
+
+def teacher_loss(
+    teacher_clean: Features, teacher_augmented: Features, expert_clean: Features, expert_augmented: Features,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """L_T: stay on the expert for normal content, turn orthogonal to it inside synthetic defects.
+
+    Σ_k Dp(T_k(x), E_k(x)) + L1(1 - cos(T_k(x_aug), E_k(x)), M_k) + D(T_k(x_aug), E_k(x_aug)).
+    """
+    total = torch.zeros((), device=mask.device)
+    for t, t_aug, e, e_aug in zip(teacher_clean, teacher_augmented, expert_clean, expert_augmented):
+        total = total + pixel_cosine_distance(t, e).mean()
+        total = total + F.l1_loss(pixel_cosine_distance(t_aug, e), resize_mask(mask, t.shape[-2:]))
+        total = total + global_cosine_distance(t_aug, e_aug)
+    return total
+
+
+def student_loss(students: list[Features], targets: list[Features]) -> torch.Tensor:
+    """L_S: every student output (from x, and from x_aug) must match every clean target (T(x), E(x)).
+
+    With ``students=[S(x), S(x_aug)]`` and ``targets=[T(x), E(x)]`` this is the
+    full model's four-term loss; plain RD is ``students=[S(x)], targets=[T(x)]``.
+    """
+    total = None
+    for student in students:
+        for target in targets:
+            for s, t in zip(student, target):
+                term = global_cosine_distance(s, t)
+                total = term if total is None else total + term
+    return total

@@ -1,0 +1,122 @@
+"""The Expert-Teacher-Student network of RD with Expert, and its ablation variants."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..backbones import create_backbone
+from .anomaly_map import BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
+from .decoder import Decoder
+from .gii import GATES
+from .ocbe import OCBE
+
+REFERENCES = ("teacher", "expert")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What one ablation variant trains (DESIGN.md §3.4)."""
+
+    train_teacher: bool  # teacher trained against the frozen expert, else teacher = expert
+    expert_targets: bool  # student also distilled from the expert's features
+    augmented_student: bool  # student also sees x_aug and must reproduce the clean features
+    skip: str  # "none", "gated" (GII) or "plain"
+
+
+VARIANTS = {
+    "rd": Variant(train_teacher=False, expert_targets=False, augmented_student=False, skip="none"),
+    "rd_expert": Variant(train_teacher=True, expert_targets=True, augmented_student=True, skip="none"),
+    "rd_gii": Variant(train_teacher=False, expert_targets=False, augmented_student=True, skip="gated"),
+    "full": Variant(train_teacher=True, expert_targets=True, augmented_student=True, skip="gated"),
+    "full_plain": Variant(train_teacher=True, expert_targets=True, augmented_student=True, skip="plain"),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network (stored in a checkpoint's config.json)."""
+
+    backbone: str = "tf_efficientnet_lite0"
+    variant: str = "full"
+    image_size: int = 256
+    ocbe_blocks: int = 3
+    decoder_blocks: tuple[int, int, int] = (3, 4, 6)
+    blur_sigma: float = BLUR_SIGMA
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
+        object.__setattr__(self, "decoder_blocks", tuple(self.decoder_blocks))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ETSOutput:
+    """One forward: encoder features, student features and the anomaly maps."""
+
+    reference: list[torch.Tensor]  # the features the student is scored against
+    student: list[torch.Tensor]
+    maps: AnomalyMaps
+
+
+class ExpertTeacherStudent(nn.Module):
+    """Expert (frozen), teacher (trained for ``full``-type variants), and student (OCBE + decoder + GII).
+
+    For variants with a frozen teacher the teacher *is* the expert, so no second
+    copy is kept. Images in, [0, 1] RGB; normalisation happens in the backbones.
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig(), pretrained: bool = True):
+        super().__init__()
+        self.config = config
+        self.variant = VARIANTS[config.variant]
+        self.expert = create_backbone(config.backbone, pretrained=pretrained)
+        self.expert.requires_grad_(False).eval()
+        self.trained_teacher = copy.deepcopy(self.expert).requires_grad_(True) if self.variant.train_teacher else None
+        channels = self.expert.channels
+        self.ocbe = OCBE(channels, num_blocks=config.ocbe_blocks)
+        self.decoder = Decoder(channels, self.ocbe.out_channels, skip=self.variant.skip, num_blocks=config.decoder_blocks)
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self.trained_teacher if self.trained_teacher is not None else self.expert
+
+    def student_parameters(self):
+        return list(self.ocbe.parameters()) + list(self.decoder.parameters())
+
+    def train(self, mode: bool = True):
+        """Like ``nn.Module.train`` but the expert always stays in eval mode."""
+        super().train(mode)
+        self.expert.eval()
+        return self
+
+    def student(self, teacher_features: list[torch.Tensor], gate: str = "gated") -> list[torch.Tensor]:
+        """Decode ``[S1, S2, S3]`` from teacher features (they also feed the skip connections)."""
+        return self.decoder(self.ocbe(teacher_features), teacher_features, gate)
+
+    def forward(self, images: torch.Tensor, reference: str = "teacher", gate: str = "gated") -> ETSOutput:
+        """Full forward for inference.
+
+        ``reference="expert"`` scores the student against the frozen pretrained
+        encoder instead of the trained teacher; ``gate`` switches GII between
+        ``gated``, ``open`` (s = 1) and ``closed`` (s = 0). Neither needs retraining.
+        """
+        if reference not in REFERENCES:
+            raise ValueError(f"unknown reference {reference!r}; choose one of {REFERENCES}")
+        if gate not in GATES:
+            raise ValueError(f"unknown GII gate {gate!r}; choose one of {GATES}")
+        teacher_features = self.teacher(images)
+        student = self.student(teacher_features, gate)
+        target = teacher_features if reference == "teacher" else self.expert(images)
+        maps = compute_anomaly_maps(student, target, images.shape[-2:], self.config.blur_sigma)
+        return ETSOutput(reference=target, student=student, maps=maps)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Teacher (if trained) and student weights; the expert is rebuilt from its pretrained source."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("expert.")}

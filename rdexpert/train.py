@@ -1,0 +1,343 @@
+"""The two-step training loop of RD with Expert (DESIGN.md §3.2) and its presets.
+
+Every iteration: (1) the teacher learns to stay on the frozen expert for normal
+content and to turn away from it inside synthetic defects; (2) with the teacher
+frozen for the step, the student learns to rebuild clean teacher and expert
+features from both the clean and the defective image.
+
+Only normal training images are used. A small held-out part of them calibrates
+the normal score range at the end; the test split never reaches this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import save_checkpoint
+from .data import ImageDataset, SyntheticAnomalyDataset, list_samples, split_holdout
+from .io import read_json, read_tensors, write_json, write_tensors
+from .losses import student_loss, teacher_loss
+from .model import ExpertTeacherStudent, ModelConfig
+from .synthesis import AnomalySynthesizer, foreground_method_for
+from .viz import plot_loss_history
+
+# Presets. `paper` is DESIGN.md §3.5. `cpu` was sized with bench/train_speed.py on a
+# 2-core machine (numbers in README "Training presets"): Lite0 keeps the paper's
+# 256 px input; the teacher's backward pass dominates the step, so batch 4 (not 8)
+# buys twice the iterations for the same minutes, and 800 iterations fit in the
+# 30-minute budget with margin. Time per iteration does not depend on category size.
+PRESETS: dict[str, dict] = {
+    "paper": {"backbone": "wide_resnet50_2", "image_size": 256, "batch_size": 16, "iterations": 5000},
+    "cpu": {"backbone": "tf_efficientnet_lite0", "image_size": 256, "batch_size": 4, "iterations": 800},
+}
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``preset`` fills backbone, image size, batch and iterations unless given."""
+
+    data_root: str
+    category: str | None
+    out: str
+    variant: str = "full"
+    preset: str = "cpu"
+    backbone: str | None = None
+    image_size: int | None = None
+    batch_size: int | None = None
+    iterations: int | None = None
+    student_lr: float = 0.005
+    teacher_lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 111
+    textures: str | None = None
+    foreground: str | None = None  # None: per-category default (rdexpert.synthesis)
+    layout: str = "auto"
+    holdout_fraction: float = 0.1
+    device: str = "auto"
+    num_workers: int | None = None
+    save_every: int = 100
+    pretrained: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        self.betas = tuple(self.betas)
+        if self.iterations < 1 or self.batch_size < 1 or self.image_size < 32:
+            raise ValueError("iterations and batch size must be >= 1 and image size >= 32")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(backbone=self.backbone, variant=self.variant, image_size=self.image_size)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (no loss scaling needed); full precision on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    return [f[:n] for f in features], [f[n:] for f in features]
+
+
+def train_step(
+    model: ExpertTeacherStudent,
+    batch: dict,
+    teacher_optimizer: torch.optim.Optimizer | None,
+    student_optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> dict[str, float]:
+    """One iteration of the two-step loop; returns the losses as floats."""
+    variant = model.variant
+    memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
+    n = x.shape[0]
+    use_augmented = variant.augmented_student or variant.train_teacher
+    losses: dict[str, float] = {}
+    with torch.no_grad(), autocast(device):
+        if use_augmented:
+            x_aug = batch["augmented"].to(device, non_blocking=True).contiguous(memory_format=memory)
+            expert_clean, expert_aug = _split(model.expert(torch.cat([x, x_aug])), n)
+        else:
+            expert_clean = model.expert(x)
+
+    if variant.train_teacher:  # step 1: teacher against the frozen expert
+        teacher = model.trained_teacher.train()
+        mask = batch["mask"].to(device, non_blocking=True)
+        with autocast(device):
+            loss_t = teacher_loss(teacher(x), teacher(x_aug), expert_clean, expert_aug, mask)
+        teacher_optimizer.zero_grad(set_to_none=True)
+        loss_t.backward()
+        teacher_optimizer.step()
+        teacher.eval()
+        losses["teacher"] = loss_t.item()
+        with torch.no_grad(), autocast(device):
+            teacher_clean, teacher_aug = _split(teacher(torch.cat([x, x_aug])), n)
+    else:  # the teacher is the frozen expert
+        teacher_clean = expert_clean
+        teacher_aug = expert_aug if variant.augmented_student else None
+
+    # step 2: student from teacher features (clean, and defective when the variant says so)
+    inputs = [torch.cat([c, a]) for c, a in zip(teacher_clean, teacher_aug)] if variant.augmented_student else teacher_clean
+    with autocast(device):
+        outputs = model.student(inputs)
+        students = list(_split(outputs, n)) if variant.augmented_student else [outputs]
+        targets = [teacher_clean] + ([expert_clean] if variant.expert_targets else [])
+        loss_s = student_loss(students, targets)
+    student_optimizer.zero_grad(set_to_none=True)
+    loss_s.backward()
+    student_optimizer.step()
+    losses["student"] = loss_s.item()
+    return losses
+
+
+class Trainer:
+    """Runs a :class:`TrainConfig` to a checkpoint folder, resuming an interrupted run in the same folder."""
+
+    def __init__(self, config: TrainConfig, progress: bool = True, callback=None):
+        self.config = config
+        self.out = Path(config.out)
+        self.progress = progress
+        self.callback = callback  # called as callback(iteration, losses) after every step; may raise to cancel
+        self.device = resolve_device(config.device)
+
+    # -- data -------------------------------------------------------------------------------
+    def _datasets(self):
+        c = self.config
+        normal = list_samples(c.data_root, c.category, "train", layout=c.layout)
+        normal = [s for s in normal if s.label == 0]
+        if not normal:
+            raise ValueError(f"no normal training images found for category {c.category!r} in {c.data_root}")
+        train, holdout = split_holdout(normal, c.holdout_fraction, seed=c.seed)
+        method = foreground_method_for(c.category, c.foreground)
+        synthesizer = AnomalySynthesizer(textures=c.textures, foreground=method)
+        train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method)
+        return train_set.preload(), holdout, method
+
+    def _batches(self, dataset: SyntheticAnomalyDataset, start_epoch: int):
+        c = self.config
+        workers = c.num_workers if c.num_workers is not None else (4 if self.device.type == "cuda" else 1)
+        epoch = start_epoch
+        while True:
+            dataset.set_epoch(epoch)
+            loader = DataLoader(
+                dataset,
+                batch_size=min(c.batch_size, len(dataset)),
+                shuffle=True,
+                drop_last=len(dataset) >= c.batch_size,
+                generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch),
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+            )
+            for batch in loader:
+                yield epoch, batch
+            epoch += 1
+
+    # -- resume state ------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.out / "resume"
+
+    def _save_state(self, model, optimizers, iteration, epoch, history, elapsed):
+        tensors = {f"model.{k}": v for k, v in model.trainable_state_dict().items()}
+        groups = {}
+        for name, optimizer in optimizers.items():
+            state = optimizer.state_dict()
+            groups[name] = state["param_groups"]
+            for index, slots in state["state"].items():
+                for slot, value in slots.items():
+                    tensors[f"optim.{name}.{index}.{slot}"] = torch.as_tensor(value)
+        write_tensors(self.state_dir / "state.safetensors", tensors)
+        write_json(
+            self.state_dir / "state.json",
+            {"config": self.config.to_dict(), "iteration": iteration, "epoch": epoch,
+             "elapsed_seconds": elapsed, "param_groups": groups, "torch_rng": torch.get_rng_state().tolist()},
+        )
+        write_json(self.out / "loss_history.json", history)
+
+    def _load_state(self, model, optimizers):
+        meta_path = self.state_dir / "state.json"
+        if not meta_path.is_file():
+            return None
+        meta = read_json(meta_path)
+        saved = TrainConfig.from_dict(meta["config"])
+        if saved.to_dict() != self.config.to_dict():
+            changed = [k for k, v in saved.to_dict().items() if self.config.to_dict().get(k) != v]
+            raise ValueError(
+                f"{self.out} holds an interrupted run with different settings ({', '.join(changed)}); "
+                "use another --out folder, or delete its 'resume' subfolder to start over"
+            )
+        tensors = read_tensors(self.state_dir / "state.safetensors")
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+        for name, optimizer in optimizers.items():
+            prefix = f"optim.{name}."
+            state: dict[int, dict] = {}
+            for key, value in tensors.items():
+                if key.startswith(prefix):
+                    index, slot = key[len(prefix):].split(".", 1)
+                    state.setdefault(int(index), {})[slot] = value
+            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+        torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
+        history = read_json(self.out / "loss_history.json")
+        return meta["iteration"], meta["epoch"], history, meta["elapsed_seconds"]
+
+    # -- main loop ---------------------------------------------------------------------------
+    def fit(self) -> Path:
+        c = self.config
+        torch.manual_seed(c.seed)
+        np.random.seed(c.seed % 2**32)
+        dataset, holdout, foreground = self._datasets()
+        model = ExpertTeacherStudent(c.model_config(), pretrained=c.pretrained).to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        student_optimizer = torch.optim.Adam(model.student_parameters(), lr=c.student_lr, betas=c.betas)
+        optimizers = {"student": student_optimizer}
+        teacher_optimizer = None
+        if model.variant.train_teacher:
+            teacher_optimizer = torch.optim.Adam(model.trained_teacher.parameters(), lr=c.teacher_lr, betas=c.betas)
+            optimizers["teacher"] = teacher_optimizer
+
+        start, epoch, history, elapsed = 0, 0, {"iteration": []}, 0.0
+        resumed = self._load_state(model, optimizers)
+        if resumed is not None:
+            start, epoch, history, elapsed = resumed
+            epoch += 1  # continue with fresh synthetic anomalies
+        model.train()
+        batches = self._batches(dataset, epoch)
+        bar = tqdm(
+            total=c.iterations, initial=start, disable=not self.progress, dynamic_ncols=True,
+            desc=f"train {c.variant} {c.category or ''}".strip(), unit="it",
+        )
+        began = time.perf_counter() - elapsed
+        iteration = start
+        try:
+            while iteration < c.iterations:
+                epoch, batch = next(batches)
+                losses = train_step(model, batch, teacher_optimizer, student_optimizer, self.device)
+                iteration += 1
+                history["iteration"].append(iteration)
+                for name, value in losses.items():
+                    if not math.isfinite(value):
+                        raise FloatingPointError(f"{name} loss became {value} at iteration {iteration}")
+                    history.setdefault(name, []).append(value)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+                bar.update(1)
+                if self.callback is not None:
+                    self.callback(iteration, losses)
+                if iteration % c.save_every == 0 and iteration < c.iterations:
+                    self._save_state(model, optimizers, iteration, epoch, history, time.perf_counter() - began)
+        except BaseException:
+            if iteration > start:  # keep what was learned, so the run can resume
+                self._save_state(model, optimizers, iteration, epoch, history, time.perf_counter() - began)
+            raise
+        finally:
+            bar.close()
+        train_seconds = time.perf_counter() - began
+        model.eval()
+        calibration = calibrate(model, holdout, c.image_size, self.device)
+        write_json(self.out / "loss_history.json", history)
+        plot_loss_history(history, self.out / "loss.png")
+        save_checkpoint(
+            model,
+            self.out,
+            training={**c.to_dict(), "foreground_method": foreground, "train_images": len(dataset),
+                      "holdout_images": len(holdout), "train_seconds": round(train_seconds, 1),
+                      "device": str(self.device), "seconds_per_iteration": round(train_seconds / max(c.iterations, 1), 4)},
+            dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
+            calibration=calibration,
+        )
+        return self.out
+
+
+def calibrate(model: ExpertTeacherStudent, holdout: list, image_size: int, device: torch.device) -> dict:
+    """Score held-out normal training images: the normal score range a threshold is set from."""
+    if not holdout:
+        return {"holdout_scores": [], "threshold": None}
+    scores = []
+    loader = DataLoader(ImageDataset(holdout, image_size), batch_size=8)
+    with torch.no_grad(), autocast(device):
+        for batch in loader:
+            scores += model(batch["image"].to(device)).maps.score.float().cpu().tolist()
+    scores_array = np.asarray(scores)
+    threshold = float(scores_array.mean() + 3 * scores_array.std()) if len(scores) > 1 else float(scores_array.max())
+    return {
+        "holdout_scores": [round(s, 6) for s in scores],
+        "normal_mean": float(scores_array.mean()),
+        "normal_std": float(scores_array.std()),
+        "threshold": threshold,
+        "threshold_rule": "mean + 3 std of held-out normal training images",
+    }
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Train and save; returns the checkpoint folder."""
+    return Trainer(config, progress=progress).fit()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -88,6 +89,10 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Settings that may differ when an interrupted run is resumed (e.g. to train it longer).
+RESUMABLE_CHANGES = {"iterations", "device", "num_workers", "save_every"}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -229,9 +234,9 @@ class Trainer:
         if not meta_path.is_file():
             return None
         meta = read_json(meta_path)
-        saved = TrainConfig.from_dict(meta["config"])
-        if saved.to_dict() != self.config.to_dict():
-            changed = [k for k, v in saved.to_dict().items() if self.config.to_dict().get(k) != v]
+        saved, current = TrainConfig.from_dict(meta["config"]).to_dict(), self.config.to_dict()
+        changed = [k for k, v in saved.items() if k not in RESUMABLE_CHANGES and current.get(k) != v]
+        if changed:
             raise ValueError(
                 f"{self.out} holds an interrupted run with different settings ({', '.join(changed)}); "
                 "use another --out folder, or delete its 'resume' subfolder to start over"
@@ -303,7 +308,9 @@ class Trainer:
             bar.close()
         train_seconds = time.perf_counter() - began
         model.eval()
-        calibration = calibrate(model, holdout, c.image_size, self.device)
+        calibration = calibrate(model, holdout or dataset.samples, c.image_size, self.device,
+                                source="held-out normal training images" if holdout else
+                                "the training images themselves (too few to hold any out): optimistic")
         write_json(self.out / "loss_history.json", history)
         plot_loss_history(history, self.out / "loss.png")
         save_checkpoint(
@@ -311,31 +318,27 @@ class Trainer:
             self.out,
             training={**c.to_dict(), "foreground_method": foreground, "train_images": len(dataset),
                       "holdout_images": len(holdout), "train_seconds": round(train_seconds, 1),
-                      "device": str(self.device), "seconds_per_iteration": round(train_seconds / max(c.iterations, 1), 4)},
+                      "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(c.iterations, 1), 4)},
             dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
             calibration=calibration,
         )
+        shutil.rmtree(self.state_dir, ignore_errors=True)  # the finished checkpoint supersedes it
         return self.out
 
 
-def calibrate(model: ExpertTeacherStudent, holdout: list, image_size: int, device: torch.device) -> dict:
-    """Score held-out normal training images: the normal score range a threshold is set from."""
-    if not holdout:
-        return {"holdout_scores": [], "threshold": None}
+def calibrate(
+    model: ExpertTeacherStudent, samples: list, image_size: int, device: torch.device,
+    source: str = "held-out normal training images",
+) -> dict:
+    """Score normal images the model did not train on; the threshold and normalisation follow (rdexpert.calibration)."""
+    from .calibration import Calibration
+
     scores = []
-    loader = DataLoader(ImageDataset(holdout, image_size), batch_size=8)
+    loader = DataLoader(ImageDataset(samples, image_size), batch_size=8)
     with torch.no_grad(), autocast(device):
         for batch in loader:
             scores += model(batch["image"].to(device)).maps.score.float().cpu().tolist()
-    scores_array = np.asarray(scores)
-    threshold = float(scores_array.mean() + 3 * scores_array.std()) if len(scores) > 1 else float(scores_array.max())
-    return {
-        "holdout_scores": [round(s, 6) for s in scores],
-        "normal_mean": float(scores_array.mean()),
-        "normal_std": float(scores_array.std()),
-        "threshold": threshold,
-        "threshold_rule": "mean + 3 std of held-out normal training images",
-    }
+    return Calibration.from_normal_scores(scores, source=source).to_dict()
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:

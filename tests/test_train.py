@@ -1,0 +1,101 @@
+"""The two-step training loop: what each step updates, resume after interruption, atomic saves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rdexpert.checkpoint import load_checkpoint
+from rdexpert.model import ExpertTeacherStudent, ModelConfig
+from rdexpert.train import PRESETS, TrainConfig, Trainer, train_step
+
+
+def batch(n=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(n, 1, size, size)
+    mask[..., 16:40, 20:44] = 1
+    image = torch.rand(n, 3, size, size, generator=g)
+    return {"image": image, "augmented": image * (1 - mask) + mask * 0.9, "mask": mask}
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if v.is_floating_point()}
+
+
+def changed(before, module):
+    after = module.state_dict()
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("variant", ["full", "rd"])
+def test_train_step_updates_teacher_only_when_the_variant_trains_it(variant):
+    torch.manual_seed(0)
+    model = ExpertTeacherStudent(ModelConfig(variant=variant, image_size=64), pretrained=False).train()
+    expert, student = snapshot(model.expert), snapshot(model.decoder)
+    teacher_opt = None
+    if model.trained_teacher is not None:
+        teacher = snapshot(model.trained_teacher)
+        teacher_opt = torch.optim.Adam(model.trained_teacher.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    student_opt = torch.optim.Adam(model.student_parameters(), lr=0.005, betas=(0.5, 0.999))
+    losses = train_step(model, batch(), teacher_opt, student_opt, torch.device("cpu"))
+    assert not changed(expert, model.expert)  # the expert never learns
+    assert changed(student, model.decoder)
+    if variant == "full":
+        assert changed(teacher, model.trained_teacher)
+        assert set(losses) == {"teacher", "student"}
+    else:
+        assert set(losses) == {"student"}
+
+
+def tiny_config(tmp_path, mpdd_root, **overrides) -> TrainConfig:
+    options = dict(data_root=str(mpdd_root), category="metal_plate", out=str(tmp_path / "run"), variant="full",
+                   image_size=64, batch_size=2, iterations=5, save_every=2, pretrained=False, num_workers=0)
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path, mpdd_root):
+    class Stop(Exception):
+        pass
+
+    def stop_at_three(iteration, losses):
+        if iteration == 3:
+            raise Stop
+
+    config = tiny_config(tmp_path, mpdd_root)
+    with pytest.raises(Stop):
+        Trainer(config, progress=False, callback=stop_at_three).fit()
+    state = json.loads((tmp_path / "run" / "resume" / "state.json").read_text())
+    assert state["iteration"] == 3
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    seen = []
+    Trainer(config, progress=False, callback=lambda i, _: seen.append(i)).fit()
+    assert seen == [4, 5]
+    history = json.loads((tmp_path / "run" / "loss_history.json").read_text())
+    assert history["iteration"] == [1, 2, 3, 4, 5] and len(history["teacher"]) == 5
+    model, saved = load_checkpoint(tmp_path / "run", pretrained_expert=False)
+    assert saved["training"]["iterations"] == 5 and saved["calibration"]["holdout_scores"]
+    assert not list((tmp_path / "run").glob(".*.tmp"))  # atomic writes left no temporaries
+
+
+def test_resume_refuses_a_run_with_other_settings(tmp_path, mpdd_root):
+    def stop(iteration, losses):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(tiny_config(tmp_path, mpdd_root), progress=False, callback=stop).fit()
+    with pytest.raises(ValueError, match="variant"):
+        Trainer(tiny_config(tmp_path, mpdd_root, variant="rd"), progress=False).fit()
+
+
+def test_presets_and_bad_settings():
+    paper = TrainConfig(data_root=".", category=None, out=".", preset="paper")
+    assert (paper.backbone, paper.image_size, paper.batch_size, paper.iterations) == ("wide_resnet50_2", 256, 16, 5000)
+    assert TrainConfig(data_root=".", category=None, out=".", iterations=7).iterations == 7
+    assert set(PRESETS) == {"paper", "cpu"}
+    with pytest.raises(ValueError, match="preset"):
+        TrainConfig(data_root=".", category=None, out=".", preset="huge")
+    with pytest.raises(ValueError, match="variant"):
+        TrainConfig(data_root=".", category=None, out=".", variant="nope").model_config()

@@ -1,0 +1,141 @@
+"""Milliseconds per image for the full forward (features, student, anomaly maps, score), with a peer.
+
+    python bench/latency.py                 # 256 px, batch 1 and 16, Lite0 and wide_resnet50_2
+    python bench/latency.py --reps 5        # more repetitions
+
+Random weights (timing does not depend on them). The peer is anomalib's
+ReverseDistillation torch model (plain RD) with the same backbone, measured in
+the same run; anomalib only has decoders for ResNet-family backbones, so Lite0
+has no peer. When anomalib is not installed the peer rows are skipped with a
+note. Results: bench/results/latency.{md,json}, with the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from machine import machine_info, machine_line  # noqa: E402
+
+from rdexpert.io import write_json  # noqa: E402
+from rdexpert.model import ExpertTeacherStudent, ModelConfig  # noqa: E402
+
+PEER = "anomalib ReverseDistillation"
+
+
+def ours(backbone: str, variant: str, size: int):
+    model = ExpertTeacherStudent(ModelConfig(backbone=backbone, variant=variant, image_size=size), pretrained=False)
+    return model.eval(), lambda images: model(images).maps.score
+
+
+def anomalib_rd(backbone: str, size: int):
+    """anomalib's RD torch model, or the reason it cannot be built."""
+    try:
+        from anomalib.models.image.reverse_distillation.anomaly_map import AnomalyMapGenerationMode
+        from anomalib.models.image.reverse_distillation.torch_model import ReverseDistillationModel
+    except ImportError as error:
+        return None, f"anomalib is not installed ({error}); `pip install anomalib` to measure it"
+    try:
+        model = ReverseDistillationModel(backbone=backbone, input_size=(size, size),
+                                         layers=["layer1", "layer2", "layer3"],
+                                         anomaly_map_mode=AnomalyMapGenerationMode.ADD, pre_trained=False)
+    except Exception as error:  # anomalib has no decoder for non-ResNet backbones
+        return None, f"anomalib cannot build RD with {backbone} ({type(error).__name__}: {error})"
+    model.eval()
+    return (model, lambda images: model(images).pred_score), None
+
+
+def milliseconds_per_image(run, batch: int, size: int, reps: int) -> float:
+    """Median over ``reps`` timed calls after one warm-up call, divided by the batch size."""
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    times = []
+    with torch.inference_mode():
+        run(images)
+        for _ in range(reps):
+            began = time.perf_counter()
+            run(images)
+            times.append(time.perf_counter() - began)
+    return 1000 * statistics.median(times) / batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per cell")
+    parser.add_argument("--reps-large", type=int, default=2, help="repetitions for wide_resnet50_2 at batch > 1")
+    parser.add_argument("--out", default=str(HERE / "results" / "latency"))
+    args = parser.parse_args()
+    size = args.image_size
+    load_before = os.getloadavg()
+
+    cases = [  # (backbone, label, builder); ours first, then the peer with the same backbone
+        ("tf_efficientnet_lite0", "rdexpert full", lambda b: (ours(b, "full", size), None)),
+        ("tf_efficientnet_lite0", PEER, lambda b: anomalib_rd(b, size)),
+        ("wide_resnet50_2", "rdexpert full", lambda b: (ours(b, "full", size), None)),
+        ("wide_resnet50_2", "rdexpert rd", lambda b: (ours(b, "rd", size), None)),
+        ("wide_resnet50_2", PEER, lambda b: anomalib_rd(b, size)),
+    ]
+    rows, notes = [], []
+    for backbone, label, build in cases:
+        built, why_not = build(backbone)
+        if built is None:
+            notes.append(f"{label} / {backbone}: skipped: {why_not}")
+            print(notes[-1], flush=True)
+            continue
+        model, run = built
+        row = {"backbone": backbone, "model": label}
+        for batch in args.batches:
+            reps = args.reps_large if backbone == "wide_resnet50_2" and batch > 1 else args.reps
+            row[f"batch_{batch}_ms"] = milliseconds_per_image(run, batch, size, reps)
+            row[f"batch_{batch}_reps"] = reps
+        rows.append(row)
+        print(row, flush=True)
+        del model, run
+
+    for row in rows:  # ratio to the peer with the same backbone (> 1: ours is slower)
+        peer = next((r for r in rows if r["backbone"] == row["backbone"] and r["model"] == PEER), None)
+        for batch in args.batches:
+            key = f"batch_{batch}_ms"
+            row[f"batch_{batch}_ratio"] = row[key] / peer[key] if peer and row is not peer else None
+
+    def cell(row, batch):
+        ratio = row[f"batch_{batch}_ratio"]
+        return f"{row[f'batch_{batch}_ms']:.1f}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+
+    header = " | ".join(f"batch {b}: ms/image (x peer)" for b in args.batches)
+    lines = [
+        f"# Inference latency, {size} px, full forward (features, student, maps, score)",
+        "",
+        f"Machine: {machine_line()}; {torch.get_num_threads()} torch threads; "
+        f"load average before the run {load_before[0]:.2f} (other work shares these cores).",
+        f"Command: `python bench/latency.py {' '.join(sys.argv[1:])}`".rstrip() + ". Random weights; median of the "
+        "timed repetitions after one warm-up (reps per cell in latency.json); `x peer` = ours / "
+        f"{PEER} with the same backbone (anomalib has RD decoders for ResNets only).",
+        "",
+        f"| backbone | model | {header} |",
+        "|---|---|" + "---|" * len(args.batches),
+    ]
+    lines += [f"| {r['backbone']} | {r['model']} | " + " | ".join(cell(r, b) for b in args.batches) + " |" for r in rows]
+    lines += [""] + [f"- {note}" for note in notes]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table)
+    write_json(out.with_suffix(".json"), {"image_size": size, "machine": machine_info(),
+                                          "load_average_before": load_before, "rows": rows, "notes": notes})
+
+
+if __name__ == "__main__":
+    main()

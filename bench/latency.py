@@ -55,17 +55,29 @@ def anomalib_rd(backbone: str, size: int):
     return (model, lambda images: model(images).pred_score), None
 
 
-def milliseconds_per_image(run, batch: int, size: int, reps: int) -> float:
-    """Median over ``reps`` timed calls after one warm-up call, divided by the batch size."""
+def anomalib_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("anomalib")
+    except Exception:
+        return None
+
+
+def interleaved_milliseconds(runs: dict, batch: int, size: int, reps: int) -> dict:
+    """Median ms per image of each run; repetitions go round-robin over the runs, after one warm-up call each,
+    so a load change on a shared machine hits every model alike and the ratios stay fair."""
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    times = []
+    times = {key: [] for key in runs}
     with torch.inference_mode():
-        run(images)
-        for _ in range(reps):
-            began = time.perf_counter()
+        for run in runs.values():
             run(images)
-            times.append(time.perf_counter() - began)
-    return 1000 * statistics.median(times) / batch
+        for _ in range(reps):
+            for key, run in runs.items():
+                began = time.perf_counter()
+                run(images)
+                times[key].append(time.perf_counter() - began)
+    return {key: 1000 * statistics.median(t) / batch for key, t in times.items()}
 
 
 def main() -> None:
@@ -87,21 +99,25 @@ def main() -> None:
         ("wide_resnet50_2", PEER, lambda b: anomalib_rd(b, size)),
     ]
     rows, notes = [], []
-    for backbone, label, build in cases:
-        built, why_not = build(backbone)
-        if built is None:
-            notes.append(f"{label} / {backbone}: skipped: {why_not}")
-            print(notes[-1], flush=True)
-            continue
-        model, run = built
-        row = {"backbone": backbone, "model": label}
+    for backbone in dict.fromkeys(case[0] for case in cases):
+        runs = {}
+        for _, label, build in (case for case in cases if case[0] == backbone):
+            built, why_not = build(backbone)
+            if built is None:
+                notes.append(f"{label} / {backbone}: skipped: {why_not}")
+                print(notes[-1], flush=True)
+            else:
+                runs[label] = built[1]
+        group = {label: {"backbone": backbone, "model": label} for label in runs}
         for batch in args.batches:
             reps = args.reps_large if backbone == "wide_resnet50_2" and batch > 1 else args.reps
-            row[f"batch_{batch}_ms"] = milliseconds_per_image(run, batch, size, reps)
-            row[f"batch_{batch}_reps"] = reps
-        rows.append(row)
-        print(row, flush=True)
-        del model, run
+            for label, ms in interleaved_milliseconds(runs, batch, size, reps).items():
+                group[label][f"batch_{batch}_ms"] = ms
+                group[label][f"batch_{batch}_reps"] = reps
+        for row in group.values():
+            print(row, flush=True)
+        rows += group.values()
+        del runs
 
     for row in rows:  # ratio to the peer with the same backbone (> 1: ours is slower)
         peer = next((r for r in rows if r["backbone"] == row["backbone"] and r["model"] == PEER), None)
@@ -119,9 +135,11 @@ def main() -> None:
         "",
         f"Machine: {machine_line()}; {torch.get_num_threads()} torch threads; "
         f"load average before the run {load_before[0]:.2f} (other work shares these cores).",
-        f"Command: `python bench/latency.py {' '.join(sys.argv[1:])}`".rstrip() + ". Random weights; median of the "
-        "timed repetitions after one warm-up (reps per cell in latency.json); `x peer` = ours / "
-        f"{PEER} with the same backbone (anomalib has RD decoders for ResNets only).",
+        f"Command: `{' '.join(['python bench/latency.py', *sys.argv[1:]])}`. Random weights; median of the "
+        "timed repetitions after one warm-up, round-robin over the models of a backbone (reps per cell in "
+        "latency.json); `x peer` = ours / "
+        f"{PEER} (anomalib {anomalib_version() or 'not installed'}) with the same backbone (anomalib has RD "
+        "decoders for ResNets only).",
         "",
         f"| backbone | model | {header} |",
         "|---|---|" + "---|" * len(args.batches),
@@ -133,7 +151,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(table)
-    write_json(out.with_suffix(".json"), {"image_size": size, "machine": machine_info(),
+    write_json(out.with_suffix(".json"), {"image_size": size, "machine": machine_info(), "anomalib": anomalib_version(),
                                           "load_average_before": load_before, "rows": rows, "notes": notes})
 
 

@@ -2,7 +2,23 @@
 
 The expert is never stored: it is the pretrained backbone, rebuilt from its
 source. Only JSON and safetensors are ever read, so loading an untrusted
-checkpoint cannot execute code.
+checkpoint cannot execute code. Any other file in the folder (a training
+``resume/`` state, pictures, a model card) is ignored by the loader.
+
+config.json sections:
+
+- ``format``, ``format_version``, ``rdexpert_version``;
+- ``model``: :class:`~rdexpert.model.ModelConfig` (backbone, variant, image size, ...);
+- ``backbone``: channels, input normalisation mean/std, feature strides, whether
+  the expert was pretrained; checked against the rebuilt backbone on load, so a
+  timm or weight-source change that would silently shift the features fails loudly;
+- ``input``: image size, colour order, value range and resize rule;
+- ``training`` (the run's settings: preset, seed, ...), ``dataset`` (root, category),
+  ``calibration`` (:mod:`rdexpert.calibration`), ``metrics`` (written by
+  ``rdexpert test --save-metrics``), ``license`` (optional: id and attribution).
+
+Checkpoints written before the ``backbone``/``input`` sections existed still
+load; they are checked by tensor shapes only.
 """
 
 from __future__ import annotations
@@ -12,21 +28,56 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .backbones import FEATURE_STRIDES
 from .io import read_json, read_tensors, write_json, write_tensors
 from .model import ExpertTeacherStudent, ModelConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+FORMAT = "rdexpert-checkpoint"
+FORMAT_VERSION = 1
+DEFAULT_SETTING = "teacher/gated"  # the inference setting (reference/gate) whose metrics describe a checkpoint
+INPUT_CONVENTION = {
+    "channels": "RGB",
+    "range": [0.0, 1.0],
+    "resize": "bilinear with antialiasing to image_size x image_size, no crop (rdexpert.data.resize_image)",
+    "normalization": "inside the model, with backbone.mean / backbone.std",
+}
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete or does not fit the model it describes."""
 
 
+def backbone_section(model: ExpertTeacherStudent, pretrained: bool) -> dict:
+    info = model.expert.info
+    return {
+        "name": info.name,
+        "channels": list(info.channels),
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "feature_strides": list(FEATURE_STRIDES),
+        "pretrained": bool(pretrained),
+    }
+
+
 def save_checkpoint(model: ExpertTeacherStudent, folder: str | Path, **info) -> Path:
-    """Write the model's config and trainable weights; ``info`` (dataset, metrics, ...) goes into config.json."""
+    """Write the model's config and trainable weights; ``info`` (training, dataset, calibration, ...) goes into config.json.
+
+    ``info["training"]["pretrained"]`` (default True) records whether the expert
+    came from pretrained weights, so loading rebuilds the same expert.
+    """
     folder = Path(folder)
-    config = {"rdexpert_version": __version__, "model": model.config.to_dict(), **info}
+    pretrained = (info.get("training") or {}).get("pretrained", True)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rdexpert_version": __version__,
+        "model": model.config.to_dict(),
+        "backbone": backbone_section(model, pretrained),
+        "input": {"image_size": model.config.image_size, **INPUT_CONVENTION},
+        **info,
+    }
     write_tensors(folder / WEIGHTS_NAME, model.trainable_state_dict(), metadata={"format": "pt"})
     write_json(folder / CONFIG_NAME, config)
     return folder
@@ -39,27 +90,102 @@ def read_config(folder: str | Path) -> dict:
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     if not path.is_file():
         raise CheckpointError(f"{folder} is not an rdexpert checkpoint: {CONFIG_NAME} is missing")
-    config = read_json(path)
-    if "model" not in config:
+    try:
+        config = read_json(path)
+    except ValueError as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or "model" not in config:
         raise CheckpointError(f"{path} has no 'model' section; it was not written by rdexpert")
+    version = config.get("format_version", FORMAT_VERSION)
+    if config.get("format", FORMAT) != FORMAT or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} is format {config.get('format')!r} version {version}; this rdexpert {__version__} "
+            f"reads {FORMAT!r} up to version {FORMAT_VERSION}. Upgrade rdexpert."
+        )
     return config
 
 
-def load_checkpoint(
-    folder: str | Path, pretrained_expert: bool = True, map_location: str | torch.device = "cpu"
-) -> tuple[ExpertTeacherStudent, dict]:
-    """Rebuild the model from ``folder``; every stored tensor must match the rebuilt model by name and shape."""
+def update_config(folder: str | Path, **sections) -> dict:
+    """Replace top-level sections of a local checkpoint's config.json (atomically); returns the new config."""
     folder = Path(folder)
+    config = read_config(folder)
+    config.update(sections)
+    write_json(folder / CONFIG_NAME, config)
+    return config
+
+
+def record_metrics(folder: str | Path, setting: str, metrics: dict, f1_threshold: float | None = None) -> dict:
+    """Store test metrics under ``metrics[setting]`` (e.g. "teacher/gated"), and the F1-optimal threshold if given."""
+    config = read_config(folder)
+    sections = {"metrics": {**(config.get("metrics") or {}), setting: metrics}}
+    if f1_threshold is not None:
+        sections["calibration"] = {**(config.get("calibration") or {}), "f1_threshold": float(f1_threshold)}
+    return update_config(folder, **sections)
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _check_backbone(config: dict, model: ExpertTeacherStudent, path: Path) -> None:
+    """The stored backbone facts must be what this machine's timm builds for the same name."""
+    stored = config.get("backbone")
+    if stored is None:
+        return
+    rebuilt = backbone_section(model, stored.get("pretrained", True))
+    problems = [
+        f"{key}: config.json {stored[key]} vs rebuilt {rebuilt[key]}"
+        for key in ("name", "channels", "feature_strides")
+        if key in stored and _plain(stored[key]) != _plain(rebuilt[key])
+    ]
+    problems += [
+        f"{key} (input normalisation): config.json {stored[key]} vs rebuilt {rebuilt[key]}"
+        for key in ("mean", "std")
+        if key in stored and any(abs(a - b) > 1e-6 for a, b in zip(stored[key], rebuilt[key]))
+    ]
+    image_size = (config.get("input") or {}).get("image_size", model.config.image_size)
+    if image_size != model.config.image_size:
+        problems.append(f"image_size: input section {image_size} vs model section {model.config.image_size}")
+    if problems:
+        raise CheckpointError(
+            f"{path} does not describe the {model.config.backbone} backbone this machine builds: "
+            + "; ".join(problems)
+            + ". The checkpoint was made for another backbone or preprocessing (or timm changed the model); "
+            "use the rdexpert/timm versions it was trained with."
+        )
+
+
+def load_checkpoint(
+    ref: str | Path,
+    pretrained_expert: bool | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[ExpertTeacherStudent, dict]:
+    """Rebuild the model from a checkpoint folder or a Hub reference ``ORG/NAME/CATEGORY[@REVISION]``.
+
+    Every stored tensor must match the rebuilt model by name and shape, and the
+    config's backbone facts must match the rebuilt backbone. ``pretrained_expert``
+    None rebuilds the expert as it was trained (config ``backbone.pretrained``).
+    The returned config gains a ``source`` entry saying where it was read from.
+    """
+    from .hub import resolve_checkpoint  # hub builds on this module
+
+    folder, source = resolve_checkpoint(ref)
     config = read_config(folder)
     try:
         model_config = ModelConfig(**config["model"])
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG_NAME}: invalid model section ({error})") from None
     weights_path = folder / WEIGHTS_NAME
     if not weights_path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}")
+    if pretrained_expert is None:
+        pretrained_expert = (config.get("backbone") or {}).get("pretrained", True)
     model = ExpertTeacherStudent(model_config, pretrained=pretrained_expert)
-    state = read_tensors(weights_path)
+    _check_backbone(config, model, folder / CONFIG_NAME)
+    try:
+        state = read_tensors(weights_path)
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file ({error})") from None
     expected = model.trainable_state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -74,5 +200,7 @@ def load_checkpoint(
             f"{len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, "
             f"{len(mismatched)} shape mismatches {mismatched[:3]}"
         )
+    # tensors stored in half precision are upcast to the model's dtype here
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+    config["source"] = source
     return model.to(map_location).eval(), config

@@ -1,4 +1,8 @@
-"""The ``rdexpert`` command: train and test, in the vocabulary anomalib users know."""
+"""The ``rdexpert`` command: train, test, predict, export and push, in the vocabulary anomalib users know.
+
+Wherever a checkpoint is taken (``--checkpoint``) it may be a local folder or a
+Hugging Face Hub reference ``ORG/NAME/CATEGORY[@REVISION]`` (see rdexpert.hub).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .model import VARIANTS
+from .model import GATES, REFERENCES, VARIANTS
 from .train import PRESETS
+
+CHECKPOINT_HELP = "checkpoint folder, or Hub reference ORG/NAME/CATEGORY[@REVISION]"
 
 
 def _train(args) -> None:
@@ -25,12 +31,16 @@ def _train(args) -> None:
 
 
 def _test(args) -> None:
-    from .checkpoint import load_checkpoint
+    from .checkpoint import DEFAULT_SETTING, load_checkpoint, record_metrics
     from .evaluate import evaluate_split, markdown_table, write_report
     from .train import resolve_device
 
     device = resolve_device(args.device)
-    model, config = load_checkpoint(args.checkpoint, pretrained_expert=not args.random_weights, map_location=device)
+    model, config = load_checkpoint(args.checkpoint, pretrained_expert=False if args.random_weights else None,
+                                    map_location=device)
+    if args.save_metrics and config["source"]["type"] != "local":
+        raise ValueError("--save-metrics writes into the checkpoint's config.json, so it needs a local checkpoint "
+                         f"folder, not the Hub reference {args.checkpoint}")
     category = args.category or config.get("dataset", {}).get("category")
     result = evaluate_split(model, args.data_root, category, device=device, layout=args.layout,
                             reference=args.reference, gate=args.gate)
@@ -38,6 +48,85 @@ def _test(args) -> None:
     out = write_report(result, args.out, f"{config['model']['variant']} ({category})", threshold)
     print(markdown_table({f"{config['model']['variant']} ({category})": result.metrics}))
     print(f"{len(result.scores)} images in {result.seconds:.1f} s; metrics.json, metrics.md and overlays/ in {out}")
+    if args.save_metrics:
+        setting = f"{args.reference}/{args.gate}"
+        measured = {"split": "test", "dataset": Path(args.data_root).resolve().name, "category": category,
+                    "images": len(result.scores), "defective": int(result.labels.sum()), **result.metrics}
+        # the F1 threshold is an operating point of the default setting only
+        f1 = result.metrics.get("f1_threshold") if setting == DEFAULT_SETTING else None
+        record_metrics(config["source"]["path"], setting, measured, f1_threshold=f1)
+        print(f"metrics ({setting}) saved into {Path(config['source']['path']) / 'config.json'}")
+
+
+def _threshold(value: str) -> str | float:
+    if value in ("calibrated", "f1"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'calibrated', 'f1' or a raw score, got {value!r}") from None
+
+
+def _predict(args) -> None:
+    import csv
+    import io
+
+    from .inference import Predictor
+    from .io import atomic_write
+    from .viz import overlay, save_png
+
+    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, threshold=args.threshold)
+    out = Path(args.out)
+    rows, used = [], set()
+    for prediction in predictor.iter_predict(args.input, args.reference, args.gate, args.batch_size):
+        stem = name = Path(prediction.path).stem
+        copy = 0
+        while name in used:  # the same file name in two input folders
+            copy += 1
+            name = f"{stem}_{copy}"
+        used.add(name)
+        if not args.no_overlays:  # calibrated map: the white contour is the decision boundary (0.5)
+            picture = overlay(prediction.image, predictor.map_to_normalized(prediction.anomaly_map), 0.0, 1.0, 0.5)
+            save_png(out / "overlays" / f"{name}.png", picture)
+        rows.append([prediction.path, f"{prediction.score:.6f}", f"{prediction.normalized_score:.4f}", prediction.label])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["file", "score", "normalized_score", "label"])
+    writer.writerows(rows)
+    atomic_write(out / "predictions.csv", lambda tmp: Path(tmp).write_text(text.getvalue()))
+    flagged = sum(row[3] for row in rows)
+    print(f"{len(rows)} images, {flagged} anomalous (raw threshold {predictor.threshold:.4f}); "
+          f"predictions.csv{'' if args.no_overlays else ' and overlays/'} in {out}")
+
+
+def _export(args) -> None:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .export import TOLERANCE, compare_with_onnxruntime, export_onnx
+
+    model, config = load_checkpoint(args.checkpoint)
+    path = export_onnx(model, args.out, config, args.reference, args.gate, args.opset)
+    print(f"ONNX model written to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if args.no_verify:
+        return
+    size = model.config.image_size
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    differences = compare_with_onnxruntime(model, path, images, args.reference, args.gate)
+    print("max |ONNX Runtime - PyTorch|: " + ", ".join(f"{k} {v:.2e}" for k, v in differences.items()))
+    if max(differences.values()) > TOLERANCE:
+        raise RuntimeError(f"the exported model differs from PyTorch by more than {TOLERANCE:g}")
+
+
+def _push(args) -> None:
+    from .hub import push_to_hub, stage_checkpoint
+
+    if args.dry_run:
+        staging = stage_checkpoint(args.checkpoint, args.dry_run, args.repo, args.category, args.license)
+        print(f"staged {sorted(p.name for p in staging.iterdir())} in {staging}; nothing was uploaded")
+        return
+    url = push_to_hub(args.checkpoint, args.repo, args.category, args.license, private=args.private)
+    print(f"pushed: {url}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
         p.add_argument("--random-weights", action="store_true",
                        help="use random backbone weights (timing and tests only; results are meaningless)")
+
+    def switches(p):
+        p.add_argument("--reference", default="teacher", choices=list(REFERENCES),
+                       help="score the student against the trained teacher (default) or the frozen expert")
+        p.add_argument("--gate", default="gated", choices=list(GATES), help="GII gate (DESIGN.md 3.4)")
 
     train = commands.add_parser("train", help="train one category")
     common(train)
@@ -70,10 +164,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     test = commands.add_parser("test", help="evaluate a checkpoint on a test split")
     common(test)
-    test.add_argument("--checkpoint", required=True, help="checkpoint folder")
-    test.add_argument("--reference", default="teacher", choices=["teacher", "expert"])
-    test.add_argument("--gate", default="gated", choices=["gated", "open", "closed"])
+    test.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    switches(test)
+    test.add_argument("--save-metrics", action="store_true",
+                      help="write the metrics into the checkpoint's config.json under 'metrics' (and the F1-optimal "
+                           "threshold under 'calibration'); needs a local checkpoint folder")
     test.set_defaults(run=_test)
+
+    predict = commands.add_parser("predict", help="score images: predictions.csv and overlay PNGs")
+    predict.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    predict.add_argument("--input", required=True, nargs="+", help="image files and/or folders (all images inside)")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--threshold", type=_threshold, default="calibrated",
+                         help="'calibrated' (normal images, default), 'f1' (stored by test --save-metrics) or a raw score")
+    predict.add_argument("--no-overlays", action="store_true", help="write only predictions.csv")
+    switches(predict)
+    predict.set_defaults(run=_predict)
+
+    export = commands.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch with ONNX Runtime)")
+    export.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
+    switches(export)
+    export.set_defaults(run=_export)
+
+    push = commands.add_parser("push", help="publish a checkpoint as a category subfolder of a Hub model repo")
+    push.add_argument("--checkpoint", required=True, help="local checkpoint folder")
+    push.add_argument("--repo", required=True, help="Hub model repo ORG/NAME")
+    push.add_argument("--category", default=None, help="subfolder name (default: the checkpoint's category)")
+    push.add_argument("--license", default=None,
+                      help="license id of the weights, e.g. cc-by-nc-sa-4.0 (default: config.json license.id)")
+    push.add_argument("--private", action="store_true", help="create the repo as private")
+    push.add_argument("--dry-run", metavar="DIR", default=None,
+                      help="only write what would be uploaded (config, weights, model card) into DIR")
+    push.set_defaults(run=_push)
     return parser
 
 

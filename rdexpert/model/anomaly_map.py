@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional import gaussian_blur
 
 BLUR_SIGMA = 4.0
 
@@ -25,6 +25,30 @@ def cosine_distance_map(student: torch.Tensor, reference: torch.Tensor) -> torch
     return 1 - F.cosine_similarity(student.float(), reference.float(), dim=1).unsqueeze(1)
 
 
+def blur_kernel_size(sigma: float) -> int:
+    """Odd kernel covering +-4 sigma, as RD's reference (scipy's gaussian_filter truncate=4)."""
+    return 2 * int(4 * sigma + 0.5) + 1
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of (B, C, H, W) maps with reflect padding.
+
+    Numerically the same as torchvision's ``gaussian_blur`` (same kernel, padding
+    and conv2d), but the kernel has a fixed shape that does not depend on the
+    input's, so the graph exports to ONNX (torchvision's ``expand`` by the traced
+    channel count does not).
+    """
+    size = blur_kernel_size(sigma)
+    limit = (size - 1) / (2.0 * math.sqrt(2.0))
+    x = torch.linspace(-limit, limit, steps=size, dtype=maps.dtype, device=maps.device)
+    kernel1d = torch.softmax(x.div(sigma).pow(2).neg(), dim=0)
+    kernel = (kernel1d.unsqueeze(-1) * kernel1d).view(1, 1, size, size)
+    height, width = maps.shape[-2:]
+    flat = maps.reshape(-1, 1, height, width)
+    padded = F.pad(flat, [size // 2] * 4, mode="reflect")
+    return F.conv2d(padded, kernel).reshape(maps.shape)
+
+
 def compute_anomaly_maps(
     student: list[torch.Tensor],
     reference: list[torch.Tensor],
@@ -38,6 +62,5 @@ def compute_anomaly_maps(
     ]
     fused = torch.stack(scales).sum(0)
     if sigma > 0:
-        kernel = 2 * int(4 * sigma + 0.5) + 1
-        fused = gaussian_blur(fused, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+        fused = gaussian_blur(fused, sigma)
     return AnomalyMaps(scales=scales, fused=fused, score=fused.flatten(1).amax(1))

@@ -1,0 +1,22 @@
+"""rdexpert demo app: ``python app.py [--checkpoints DIR] [--hub-repo ORG/NAME] [--host H] [--port P] [--share]``.
+
+Everything lives in the package (rdexpert.app); this file only exposes ``demo``
+for Hugging Face Spaces and the ``main()`` entry point.
+"""
+
+from pathlib import Path
+
+from rdexpert.app import build_app
+from rdexpert.app import main as _main
+
+ROOT = Path(__file__).resolve().parent
+
+demo = build_app(root=ROOT)
+
+
+def main(argv=None):
+    return _main(argv, demo=demo, root=ROOT)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Evaluate a loaded checkpoint on its labelled test images, for the app's Evaluate tab."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Sample, list_samples
+from .registry import Entry
+
+
+class NoTestSplit(ValueError):
+    """The checkpoint's test images are not on this machine (the message says where they were looked for)."""
+
+
+def resolve_dataset_root(root: str, search: list[Path]) -> Path | None:
+    """A dataset root from a config: absolute, or relative to the working folder or one of ``search``."""
+    path = Path(os.path.expanduser(root))
+    if path.is_absolute():
+        return path if path.is_dir() else None
+    for base in [Path.cwd(), *search]:
+        candidate = (base / path).resolve()
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def labelled_samples(entry: Entry, search: list[Path]) -> tuple[list[Sample], str]:
+    """The labelled images to evaluate ``entry`` on, and a sentence saying what they are."""
+    if entry.eval_samples:
+        n = len(entry.eval_samples)
+        return list(entry.eval_samples), (
+            f"{n} images: held-out normal images of the upload (also used for the threshold) and the uploaded "
+            "defective images"
+        )
+    dataset = (entry.config or {}).get("dataset") or {}
+    root, category = dataset.get("root"), dataset.get("category")
+    if not root:
+        raise NoTestSplit("This checkpoint's config.json names no dataset root, so there is no test split to use.")
+    folder = resolve_dataset_root(str(root), [*search, *([entry.folder] if entry.folder else [])])
+    if folder is None:
+        raise NoTestSplit(
+            f"The test split of this checkpoint (dataset root `{root}`, category `{category}`) is not on this "
+            "machine. Put the dataset there (relative paths are resolved from the working folder and the app "
+            "folder) to evaluate."
+        )
+    layout = dataset.get("layout") or "auto"
+    try:
+        samples = list_samples(folder, category, "test", layout=layout)
+    except (ValueError, FileNotFoundError) as error:
+        raise NoTestSplit(f"No test split for `{category}` in `{folder}`: {error}") from None
+    if not any(s.label == 1 for s in samples) or not any(s.label == 0 for s in samples):
+        raise NoTestSplit(f"The test split in `{folder}` needs both normal and defective images.")
+    return samples, f"test split of `{category}` in `{folder}` ({len(samples)} images)"
+
+
+@dataclass
+class EvaluationView:
+    """What the Evaluate tab shows; kept per checkpoint so a second look costs nothing."""
+
+    key: str
+    description: str
+    metrics: dict
+    scores: np.ndarray
+    normalized: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    maps: np.ndarray
+    masks: np.ndarray
+    seconds: float
+    device: str
+
+    def table(self, threshold: float = 0.5) -> list[list]:
+        """Rows sorted by score, highest first: file, truth, raw score, calibrated score, verdict, correct."""
+        order = np.argsort(-self.scores, kind="mergesort")
+        rows = []
+        for rank, i in enumerate(order, 1):
+            predicted = int(self.normalized[i] >= threshold)
+            rows.append(
+                [
+                    rank,
+                    Path(self.paths[i]).name,
+                    "defective" if self.labels[i] else "normal",
+                    round(float(self.scores[i]), 4),
+                    round(float(self.normalized[i]), 3),
+                    "anomalous" if predicted else "normal",
+                    "yes" if predicted == self.labels[i] else "no",
+                ]
+            )
+        return rows
+
+    def ordered_paths(self) -> list[str]:
+        return [self.paths[i] for i in np.argsort(-self.scores, kind="mergesort")]
+
+    def accuracy(self, threshold: float = 0.5) -> float:
+        return float(np.mean((self.normalized >= threshold).astype(int) == self.labels))
+
+
+TABLE_HEADERS = ["#", "image", "truth", "raw score", "calibrated", "verdict", "correct"]
+
+
+def run_evaluation(key: str, entry: Entry, predictor, search: list[Path], progress: bool = False) -> EvaluationView:
+    from ..evaluate import evaluate
+
+    samples, description = labelled_samples(entry, search)
+    result = evaluate(predictor.model, samples, predictor.device, progress=progress)
+    normalized = np.asarray([predictor.normalize(float(s)) for s in result.scores], dtype=np.float64)
+    metrics = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
+    return EvaluationView(
+        key=key,
+        description=description,
+        metrics=metrics,
+        scores=result.scores,
+        normalized=normalized,
+        labels=result.labels.astype(int),
+        paths=list(result.paths),
+        maps=result.maps,
+        masks=result.masks,
+        seconds=result.seconds,
+        device=str(predictor.device),
+    )

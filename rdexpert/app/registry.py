@@ -1,0 +1,249 @@
+"""The checkpoints an app session can use: shipped, local folders, a Hub repository, and fine-tuned ones.
+
+Discovery only reads ``config.json`` files; models are loaded on first use
+(through :class:`rdexpert.inference.Predictor`) and kept in a small cache. A
+checkpoint that is missing or broken becomes an :class:`Entry` with an
+``error`` (shown in the page), never an exception at start-up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_config
+
+ABLATION_VARIANTS = ("rd", "rd_expert", "rd_gii", "full")
+
+
+@dataclass
+class Entry:
+    """One checkpoint as the app knows it."""
+
+    key: str
+    ref: str  # local folder, or ORG/NAME/CATEGORY[@REV] on the Hub
+    source: str  # shipped | local | hub | fine-tuned
+    config: dict | None = None
+    error: str | None = None
+    folder: Path | None = None  # local folder, when there is one
+    eval_samples: list | None = None  # fine-tuned: the labelled images it was evaluated on
+    archive: Path | None = None  # fine-tuned: the zip to download
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.config is not None
+
+    @property
+    def category(self) -> str | None:
+        return ((self.config or {}).get("dataset") or {}).get("category")
+
+    @property
+    def variant(self) -> str | None:
+        return ((self.config or {}).get("model") or {}).get("variant")
+
+    @property
+    def image_size(self) -> int | None:
+        return ((self.config or {}).get("model") or {}).get("image_size")
+
+    @property
+    def metrics(self) -> dict:
+        return flatten_metrics((self.config or {}).get("metrics") or {})
+
+    def describe(self) -> str:
+        model = (self.config or {}).get("model") or {}
+        parts = [
+            f"**{self.key}**",
+            f"variant `{model.get('variant', '?')}`",
+            f"backbone `{model.get('backbone', '?')}`",
+            f"{model.get('image_size', '?')} px",
+            f"source: {self.source} (`{self.ref}`)",
+        ]
+        return " · ".join(parts)
+
+
+DEFAULT_SETTING = "teacher/gated"  # the inference setting whose metrics describe a checkpoint
+
+
+def _numbers(section: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in section.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def flatten_metrics(metrics: dict) -> dict[str, float]:
+    """Metrics as ``{name: float}``.
+
+    ``config["metrics"]`` is either flat or keyed by inference setting
+    (``{"teacher/gated": {...}, "expert/gated": {...}}``, see
+    ``rdexpert.checkpoint.record_metrics``); then the default setting's numbers
+    are used, or the first setting's when the default is absent.
+    """
+    flat = _numbers(metrics)
+    nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    if nested:
+        chosen = nested.get(DEFAULT_SETTING) or next(iter(nested.values()))
+        for key, value in _numbers(chosen).items():
+            flat.setdefault(key, value)
+    return flat
+
+
+def _label(config: dict, fallback: str) -> str:
+    dataset = config.get("dataset") or {}
+    model = config.get("model") or {}
+    category = dataset.get("category") or fallback
+    return f"{category} · {model.get('variant', '?')}"
+
+
+class Registry:
+    """Thread-safe list of checkpoints plus a small cache of loaded predictors."""
+
+    def __init__(self, device: str = "auto", cache_size: int = 6):
+        self.device = device
+        self.cache_size = cache_size
+        self.entries: dict[str, Entry] = {}
+        self.messages: list[str] = []
+        self._predictors: OrderedDict[str, object] = OrderedDict()
+        self._load_seconds: dict[str, float] = {}
+        self._lock = threading.RLock()
+        self._load_locks: dict[str, threading.Lock] = {}
+        self.evaluations: dict[str, object] = {}
+
+    # -- discovery -------------------------------------------------------------------------------
+    def _unique_key(self, base: str) -> str:
+        key, n = base, 1
+        while key in self.entries:
+            n += 1
+            key = f"{base} ({n})"
+        return key
+
+    def add(self, entry: Entry) -> Entry:
+        with self._lock:
+            entry.key = self._unique_key(entry.key)
+            self.entries[entry.key] = entry
+            if entry.error:
+                self.messages.append(f"Checkpoint `{entry.ref}` ({entry.source}) is not available: {entry.error}")
+        return entry
+
+    def add_local(self, folder: str | Path, source: str = "local", name: str | None = None) -> Entry:
+        """A checkpoint folder; ``name`` replaces the folder name in the label (e.g. a fine-tune's name)."""
+        folder = Path(folder)
+        try:
+            config = read_config(folder)
+            if not (folder / WEIGHTS_NAME).is_file():
+                raise CheckpointError(f"{WEIGHTS_NAME} is missing in {folder}")
+            error = None
+        except (CheckpointError, OSError, ValueError) as err:  # ValueError covers broken JSON
+            config, error = None, str(err)
+        label = _label(config, name or folder.name) if config else (name or folder.name)
+        if source == "shipped":
+            key = f"{label} · {source}"
+        elif name:
+            key = f"{label} · {source}" if label.startswith(name) else f"{name}: {label} · {source}"
+        else:
+            key = f"{label} · {source}: {folder.name}"
+        return self.add(Entry(key=key, ref=str(folder), source=source, config=config, error=error, folder=folder))
+
+    def scan(self, directory: str | Path, source: str = "local", required: bool = True) -> list[Entry]:
+        """Every subfolder of ``directory`` with a config.json (or the folder itself when it has one)."""
+        directory = Path(directory)
+        if (directory / CONFIG_NAME).is_file():
+            return [self.add_local(directory, source)]
+        if not directory.is_dir():
+            if required:
+                self.messages.append(f"Checkpoint folder `{directory}` does not exist.")
+            return []
+        found = [
+            self.add_local(sub, source)
+            for sub in sorted(directory.iterdir())
+            if sub.is_dir() and (sub / CONFIG_NAME).is_file()
+        ]
+        if not found and required:
+            self.messages.append(f"No checkpoint (a subfolder with {CONFIG_NAME}) in `{directory}`.")
+        return found
+
+    def add_hub(self, repo: str) -> list[Entry]:
+        """The categories published in a Hub repository: each folder holding a config.json."""
+        repo, _, revision = repo.partition("@")
+        try:
+            from huggingface_hub import HfApi, hf_hub_download
+
+            files = HfApi().list_repo_files(repo, revision=revision or None)
+        except Exception as error:  # offline, missing repo, bad token ...
+            self.messages.append(f"Could not list the Hub repository `{repo}`: {type(error).__name__}: {error}")
+            return []
+        categories = sorted({f.rsplit("/", 1)[0] for f in files if f.endswith("/" + CONFIG_NAME)})
+        if not categories:
+            self.messages.append(f"The Hub repository `{repo}` has no `<category>/{CONFIG_NAME}`.")
+        added = []
+        for category in categories:
+            ref = f"{repo}/{category}" + (f"@{revision}" if revision else "")
+            try:
+                from ..io import read_json
+
+                config = read_json(hf_hub_download(repo, f"{category}/{CONFIG_NAME}", revision=revision or None))
+                error = None if "model" in config else "config.json has no 'model' section"
+            except Exception as err:
+                config, error = None, f"{type(err).__name__}: {err}"
+            label = _label(config, category) if config else category
+            added.append(
+                self.add(Entry(key=f"{label} · hub: {repo}", ref=ref, source="hub", config=config, error=error))
+            )
+        return added
+
+    # -- queries ---------------------------------------------------------------------------------
+    def choices(self) -> list[str]:
+        with self._lock:
+            return [k for k, e in self.entries.items() if e.ok]
+
+    def get(self, key: str | None) -> Entry:
+        with self._lock:
+            if key not in self.entries:
+                raise KeyError(f"unknown checkpoint {key!r}")
+            return self.entries[key]
+
+    def variants(self, category: str | None) -> dict[str, Entry]:
+        """The first loaded checkpoint of each ablation variant for ``category`` (shipped ones first)."""
+        out: dict[str, Entry] = {}
+        if category is None:
+            return out
+        with self._lock:
+            for entry in self.entries.values():
+                if entry.ok and entry.category == category and entry.variant in ABLATION_VARIANTS:
+                    out.setdefault(entry.variant, entry)
+        return {v: out[v] for v in ABLATION_VARIANTS if v in out}
+
+    # -- models ----------------------------------------------------------------------------------
+    def predictor(self, key: str):
+        """The loaded Predictor of ``key`` (loaded on first use; errors become CheckpointError)."""
+        entry = self.get(key)
+        if not entry.ok:
+            raise CheckpointError(entry.error or "not available")
+        with self._lock:
+            if key in self._predictors:
+                self._predictors.move_to_end(key)
+                return self._predictors[key]
+            lock = self._load_locks.setdefault(key, threading.Lock())
+        with lock:  # one load per checkpoint even when several sessions ask at once
+            with self._lock:
+                if key in self._predictors:
+                    return self._predictors[key]
+            from ..inference import Predictor
+
+            began = time.perf_counter()
+            try:
+                predictor = Predictor.from_pretrained(entry.ref, device=self.device)
+            except Exception as error:
+                raise CheckpointError(f"could not load `{entry.ref}`: {type(error).__name__}: {error}") from error
+            with self._lock:
+                self._load_seconds[key] = time.perf_counter() - began
+                self._predictors[key] = predictor
+                while len(self._predictors) > self.cache_size:
+                    self._predictors.popitem(last=False)
+            return predictor
+
+    def load_seconds(self, key: str) -> float | None:
+        return self._load_seconds.get(key)
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._predictors

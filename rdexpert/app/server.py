@@ -1,0 +1,122 @@
+"""Build the app from command-line flags / environment and launch it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from pathlib import Path
+
+from .registry import Registry
+
+DEMO_CATEGORY = "metal_plate"
+HUB_ENV = "RDEXPERT_HUB_REPO"
+QUEUE_CONCURRENCY = 2
+
+
+def example_images(assets: Path) -> list[tuple[str, str]]:
+    """Example images in ``assets``: ``good_*`` and ``defect_*`` PNGs, captioned by their label."""
+    out = []
+    for path in sorted(assets.glob("*.png"), key=lambda p: (not p.name.startswith("good"), p.name)):
+        label = "normal" if path.name.startswith("good") else "defective" if path.name.startswith("defect") else ""
+        out.append((str(path), f"{label}: {path.stem.split('_', 1)[-1]}" if label else path.stem))
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="app.py", description="The rdexpert Gradio app.")
+    parser.add_argument(
+        "--hub-repo",
+        default=os.environ.get(HUB_ENV),
+        help=f"ORG/NAME[@REV] on the Hugging Face Hub whose <category>/ folders are checkpoints (default: ${HUB_ENV})",
+    )
+    parser.add_argument(
+        "--checkpoints",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of checkpoints (each subfolder with config.json), or one checkpoint; repeatable",
+    )
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs the internet)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--workdir", default=None, help="where fine-tune uploads and checkpoints go (default runs/app)")
+    parser.add_argument("--no-demo", action="store_true", help="do not load the shipped checkpoints/ folder")
+    return parser.parse_args(argv)
+
+
+def build_app(args: argparse.Namespace | None = None, root: str | Path | None = None):
+    """The gr.Blocks for ``args`` (defaults: the shipped checkpoints and $RDEXPERT_HUB_REPO)."""
+    from .ui import AppConfig, build_demo
+
+    args = args if args is not None else parse_args([])
+    root = Path(root) if root is not None else Path.cwd()
+    registry = Registry(device=args.device)
+    if not args.no_demo:
+        shipped = root / "checkpoints"
+        found = registry.scan(shipped, source="shipped", required=False)
+        if not any(e.category == DEMO_CATEGORY for e in found):
+            registry.messages.append(
+                f"The demo checkpoint `{shipped / DEMO_CATEGORY}` is missing or broken: "
+                + next((e.error for e in found if e.error), "no config.json there")
+                + ". Use --checkpoints DIR, --hub-repo ORG/NAME, or fine-tune one."
+            )
+    for folder in args.checkpoints:
+        registry.scan(folder, source="local")
+    if args.hub_repo:
+        registry.add_hub(args.hub_repo)
+    workdir = Path(args.workdir) if args.workdir else root / "runs" / "app"
+    registry.scan(workdir / "finetuned", source="fine-tuned", required=False)  # earlier fine-tunes (finished ones)
+    config = AppConfig(
+        registry=registry, examples=example_images(root / "assets"), workdir=workdir, search_roots=[root]
+    )
+    demo = build_demo(config)
+    # Inspect/Ablations/Evaluate share two workers; fine-tuning has its own concurrency id with limit 1
+    # (set on its event), so one training run never blocks inspection for others.
+    demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY, max_size=64)
+    return demo
+
+
+def warm_up(demo) -> threading.Thread:
+    """Load the default checkpoint in the background so the first request does not wait for it."""
+    registry = demo.rdx_config.registry
+    choices = registry.choices()
+
+    def load():
+        if choices:
+            try:
+                registry.predictor(choices[0])
+            except Exception:  # shown in the page when used
+                pass
+
+    thread = threading.Thread(target=load, name="rdexpert-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def launch(demo, args: argparse.Namespace, **kwargs):
+    from .ui import CSS
+
+    cfg = demo.rdx_config
+    cfg.workdir.mkdir(parents=True, exist_ok=True)
+    assets = [str(Path(p).parent) for p, _ in cfg.examples[:1]]
+    return demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        css=CSS,
+        allowed_paths=[str(cfg.workdir), *assets],
+        max_file_size="200mb",
+        footer_links=["gradio", "settings"],
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None, demo=None, root: str | Path | None = None):
+    """Parse flags; reuse ``demo`` when the flags match the defaults it was built with, else rebuild."""
+    args = parse_args(argv)
+    if demo is None or args != parse_args([]):
+        demo = build_app(args, root=root)
+    warm_up(demo)
+    return launch(demo, args)

@@ -1,0 +1,274 @@
+"""Pictures, HTML snippets and plotly figures for the app (plain functions: no gradio here)."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import cv2
+import numpy as np
+
+from ..evaluate import METRIC_NAMES
+from ..viz import heatmap, overlay
+
+SCALE_NAMES = ("1/4 (stride 4)", "1/8 (stride 8)", "1/16 (stride 16)")
+
+# One or two sentences per inference-time switch (DESIGN.md §3.4), shown under each ablation panel.
+SWITCH_TEXT = {
+    ("teacher", "gated"): "The default: the student is compared with the trained teacher, and GII injects teacher "
+    "detail only where student and teacher agree. This is what Inspect shows.",
+    ("expert", "gated"): "Same student, compared with the frozen pretrained expert instead of the trained teacher. "
+    "What changes is what the teacher's training added: its features turn away from the expert's "
+    "inside defects, so the teacher map usually separates defects more sharply.",
+    ("teacher", "open"): "Gate open (s = 1): all teacher detail is injected, as a plain skip connection would. "
+    "The defect's own features leak into the reconstruction, so the map usually gets weaker "
+    "on the defect.",
+    ("teacher", "closed"): "Gate closed (s = 0): no teacher detail reaches the decoder, like plain RD without skips. "
+    "Fine normal detail is lost, so normal texture and edges tend to light up too "
+    "(false positives).",
+    ("expert", "open"): "Expert reference with the gate open: both switches away from the default at once.",
+    ("expert", "closed"): "Expert reference with the gate closed: both switches away from the default at once.",
+}
+
+VARIANT_TEXT = {
+    "rd": "plain reverse distillation: frozen teacher, no skips",
+    "rd_expert": "trained teacher + frozen expert, no skips",
+    "rd_gii": "frozen teacher, gated GII skips",
+    "full": "RD with Expert: trained teacher + expert + gated GII",
+    "full_plain": "like full, with plain (ungated) skips",
+}
+
+
+def switch_note(variant: str | None, reference: str, gate: str) -> str:
+    """Why a switch has no effect for some variants."""
+    notes = []
+    if variant in ("rd", "rd_gii") and reference == "expert":
+        notes.append("this variant's teacher *is* the frozen expert, so the reference switch changes nothing")
+    if variant in ("rd", "rd_expert") and gate != "gated":
+        notes.append("this variant has no GII skips, so the gate switch changes nothing")
+    if variant == "full_plain" and gate != "gated":
+        notes.append("this variant uses plain skips, which have no gate")
+    return ("Note: " + "; ".join(notes) + ".") if notes else ""
+
+
+DISPLAY_SIZE = 256  # small models' pictures are enlarged to this for the page
+
+
+def display(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """Enlarge a picture smaller than ``size`` (bilinear) so 64/128 px models stay readable."""
+    h, w = image.shape[:2]
+    if max(h, w) >= size:
+        return image
+    scale = size / max(h, w)
+    return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
+
+
+def _upsample(image: np.ndarray, maps: list[np.ndarray], size: int = DISPLAY_SIZE):
+    h, w = image.shape[:2]
+    if max(h, w) >= size:
+        return image, maps
+    big = display(image, size)
+    hw = big.shape[1], big.shape[0]
+    return big, [cv2.resize(m.astype(np.float32), hw, interpolation=cv2.INTER_LINEAR) for m in maps]
+
+
+def fused_overlay(image: np.ndarray, normalized_map: np.ndarray, threshold: float) -> np.ndarray:
+    """Heat map of the calibrated map (0..1, the calibrated threshold at 0.5) plus the contour at ``threshold``."""
+    image, (normalized_map,) = _upsample(image, [normalized_map])
+    return overlay(image, normalized_map, 0.0, 1.0, threshold)
+
+
+def scale_overlays(image: np.ndarray, scale_maps: list[np.ndarray]) -> list[np.ndarray]:
+    """The per-scale maps on one shared colour range (0 .. the largest value of the three) over the image."""
+    top = max(float(np.max(m)) for m in scale_maps) if scale_maps else 1.0
+    image, scale_maps = _upsample(image, scale_maps)
+    return [overlay(image, m, 0.0, max(top, 1e-6), None) for m in scale_maps]
+
+
+def colorbar(width: int = 256, height: int = 14) -> np.ndarray:
+    ramp = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))
+    return heatmap(ramp, 0.0, 1.0)
+
+
+def verdict_html(
+    normalized_score: float,
+    threshold: float,
+    score: float | None = None,
+    raw_threshold: float | None = None,
+    extra: str = "",
+) -> str:
+    """A coloured verdict with a bar of the calibrated score against the threshold."""
+    anomalous = normalized_score >= threshold
+    colour = "#c62828" if anomalous else "#2e7d32"
+    word = "ANOMALOUS" if anomalous else "NORMAL"
+    pct = 100 * min(max(normalized_score, 0.0), 1.0)
+    tpct = 100 * min(max(threshold, 0.0), 1.0)
+    raw = ""
+    if score is not None:
+        raw = f" · raw score {score:.4f}"
+        if raw_threshold is not None:
+            raw += f" (calibrated raw threshold {raw_threshold:.4f})"
+    return (
+        f'<div class="rdx-verdict" data-verdict="{word.lower()}">'
+        f'<div style="font-size:1.4em;font-weight:700;color:{colour}">{word}</div>'
+        f"<div>calibrated score <b>{normalized_score:.3f}</b> {'≥' if anomalous else '<'} threshold "
+        f"<b>{threshold:.2f}</b>{html.escape(raw)}</div>"
+        f'<div style="position:relative;height:14px;background:#e0e0e0;border-radius:7px;margin:6px 0;max-width:420px">'
+        f'<div style="width:{pct:.1f}%;height:100%;background:{colour};border-radius:7px"></div>'
+        f'<div style="position:absolute;left:{tpct:.1f}%;top:-3px;width:2px;height:20px;background:#000"></div></div>'
+        f'<div style="color:#555">{extra}</div></div>'
+    )
+
+
+def message_html(text: str, kind: str = "error") -> str:
+    colour = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0", "ok": "#2e7d32"}[kind]
+    return (
+        f'<div class="rdx-message rdx-{kind}" style="border-left:4px solid {colour};padding:6px 10px;'
+        f'background:#fafafa">{html.escape(text)}</div>'
+    )
+
+
+def progress_html(iteration: int, total: int, status: str, elapsed: float) -> str:
+    rate = elapsed / iteration if iteration else None
+    eta = f" · about {rate * (total - iteration):.0f} s left" if rate and iteration < total else ""
+    speed = f" · {rate:.2f} s/iteration" if rate else ""
+    return (
+        f'<div class="rdx-progress" data-status="{html.escape(status)}">'
+        f'<progress value="{iteration}" max="{total}" style="width:100%;height:18px"></progress>'
+        f"<div><b>{html.escape(status)}</b> · iteration {iteration} / {total} · {elapsed:.0f} s{speed}{eta}</div></div>"
+    )
+
+
+def setting_metrics_line(config: dict | None, reference: str, gate: str) -> str:
+    """Stored test metrics of one inference setting (``metrics["teacher/open"]`` ...), as one short line."""
+    section = ((config or {}).get("metrics") or {}).get(f"{reference}/{gate}")
+    if not isinstance(section, dict):
+        return ""
+    keys = ("image_auroc", "pixel_auroc", "aupro")
+    shown = [
+        f"{METRIC_NAMES[k].replace('@', '&#64;')} {100 * section[k]:.1f}"
+        for k in keys
+        if isinstance(section.get(k), (int, float)) and not math.isnan(section[k])
+    ]
+    if not shown:
+        return ""
+    where = f" ({section['images']} test images)" if section.get("images") else ""
+    return f"Stored test metrics of this setting{where}: " + ", ".join(shown) + "."
+
+
+def metrics_markdown(rows: dict[str, dict[str, float]], first_column: str = "model") -> str:
+    """Metrics in percent; keys missing from a row are shown as –."""
+    names = [k for k in METRIC_NAMES if any(k in m for m in rows.values())]
+    if not names:
+        return "_no stored metrics (`rdexpert test --save-metrics` stores them in a checkpoint's config.json)_"
+    # "&#64;": keep "AUPRO@0.3" from being turned into an e-mail link
+    lines = [
+        f"| {first_column} | " + " | ".join(METRIC_NAMES[k].replace("@", "&#64;") for k in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for name, metrics in rows.items():
+        cells = []
+        for k in names:
+            v = metrics.get(k)
+            cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- plotly ------------------------------------------------------------------------------------
+def loss_figure(history: dict):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    steps = history.get("iteration", [])
+    for name, values in history.items():
+        if name == "iteration" or not values:
+            continue
+        fig.add_trace(go.Scatter(x=steps[: len(values)], y=values, mode="lines", name=f"{name} loss"))
+    fig.update_layout(
+        title="Training loss",
+        xaxis_title="iteration",
+        yaxis_title="loss",
+        yaxis_type="log",
+        height=320,
+        margin=dict(l=50, r=20, t=40, b=40),
+        legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
+    )
+    return fig
+
+
+def roc_points(scores: np.ndarray, labels: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """False/true positive rates at every distinct score (subsampled to ``max_points``), tie-aware."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).astype(bool).ravel()
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    tp = np.cumsum(y)[last]
+    fp = np.cumsum(~y)[last]
+    tpr = np.r_[0, tp / max(y.sum(), 1)]
+    fpr = np.r_[0, fp / max((~y).sum(), 1)]
+    if tpr.size > max_points:
+        keep = np.unique(np.r_[np.linspace(0, tpr.size - 1, max_points).astype(int), tpr.size - 1])
+        tpr, fpr = tpr[keep], fpr[keep]
+    return fpr, tpr
+
+
+def roc_figure(scores, labels, maps=None, masks=None, metrics: dict | None = None):
+    """Image-level ROC, and pixel-level ROC when masks are given (pixels subsampled for the curve only)."""
+    import plotly.graph_objects as go
+
+    metrics = metrics or {}
+    fig = go.Figure()
+    fpr, tpr = roc_points(scores, labels)
+    auc = metrics.get("image_auroc")
+    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name="image" + (f" (AUROC {100 * auc:.1f})" if auc else "")))
+    if maps is not None and masks is not None and np.any(masks):
+        m, g = np.asarray(maps).ravel(), np.asarray(masks).ravel()
+        if m.size > 2_000_000:  # the curve's shape only; the AUROC in the legend is the exact one
+            idx = np.random.default_rng(0).choice(m.size, 2_000_000, replace=False)
+            m, g = m[idx], g[idx]
+        pfpr, ptpr = roc_points(m, g)
+        pauc = metrics.get("pixel_auroc")
+        fig.add_trace(
+            go.Scatter(x=pfpr, y=ptpr, mode="lines", name="pixel" + (f" (AUROC {100 * pauc:.1f})" if pauc else ""))
+        )
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
+    fig.update_layout(
+        title="ROC curves",
+        xaxis_title="false positive rate",
+        yaxis_title="true positive rate",
+        height=380,
+        margin=dict(l=50, r=20, t=40, b=40),
+        legend=dict(x=0.45, y=0.05),
+    )
+    return fig
+
+
+def histogram_figure(normalized_scores, labels, threshold: float = 0.5):
+    import plotly.graph_objects as go
+
+    normalized_scores, labels = np.asarray(normalized_scores), np.asarray(labels)
+    fig = go.Figure()
+    for value, name, colour in ((0, "normal", "#2e7d32"), (1, "defective", "#c62828")):
+        sel = normalized_scores[labels == value]
+        if sel.size:
+            fig.add_trace(
+                go.Histogram(
+                    x=sel,
+                    name=f"{name} ({sel.size})",
+                    opacity=0.6,
+                    marker_color=colour,
+                    xbins=dict(start=0, size=0.025),
+                )
+            )
+    fig.add_vline(x=threshold, line_dash="dash", annotation_text="threshold")
+    fig.update_layout(
+        barmode="overlay",
+        title="Image scores (calibrated: threshold = 0.5)",
+        xaxis_title="calibrated score",
+        yaxis_title="images",
+        height=380,
+        margin=dict(l=50, r=20, t=40, b=40),
+    )
+    return fig

@@ -1,0 +1,190 @@
+"""Predictor: a trained checkpoint (local folder or Hub reference) applied to images, with calibrated decisions.
+
+Images are read and resized exactly as in training and testing (``rdexpert.data``),
+batched, and run on CUDA with autocast when present, on the CPU otherwise. The
+inference-time switches of DESIGN.md §3.4 (reference teacher/expert, GII gate
+gated/open/closed) are arguments of :meth:`Predictor.predict`: no reload.
+Decisions and normalised scores come from the checkpoint's calibration
+(:mod:`rdexpert.calibration`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .calibration import Calibration
+from .checkpoint import CheckpointError, load_checkpoint
+from .data import _composite_on_black, _gray_to_rgb, _pil_to_rgb, _to_uint8, image_to_tensor, list_images, load_image, resize_image
+from .model import ExpertTeacherStudent
+from .train import autocast, resolve_device
+
+
+@dataclass
+class Prediction:
+    """One image's result; every map is aligned with ``image`` (the resized input)."""
+
+    path: str | None
+    image: np.ndarray  # S x S x 3 uint8, the resized input the maps align with
+    score: float  # raw image score (max of the fused map)
+    normalized_score: float  # calibrated: the threshold maps to 0.5
+    label: int  # 1 = anomalous (score >= threshold)
+    anomaly_map: np.ndarray  # S x S float32, fused and blurred
+    scale_maps: list[np.ndarray]  # [stride 4, stride 8, stride 16] maps, each S x S float32
+
+
+def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A PIL image or an RGB(A)/grey array (uint8, uint16, float, bool) as H x W x 3 uint8, converted like image files."""
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        return _gray_to_rgb(_to_uint8(array))
+    if array.ndim == 3 and array.shape[2] == 3:
+        return np.ascontiguousarray(_to_uint8(array))
+    if array.ndim == 3 and array.shape[2] == 4:
+        return _composite_on_black(_to_uint8(array))
+    raise ValueError(
+        f"an image array must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {array.shape}"
+    )
+
+
+def _gather(inputs) -> tuple[list[tuple[str | None, object]], bool]:
+    """Flatten ``inputs`` into ``(path or None, source)`` pairs; the flag says whether one item was given."""
+    if isinstance(inputs, (str, Path)):
+        path = Path(inputs)
+        if path.is_dir():
+            files = list_images(path)
+            if not files:
+                raise ValueError(f"folder {path} holds no images (.png, .jpg, .bmp, .tif ...)")
+            return [(str(f), f) for f in files], False
+        return [(str(path), path)], True
+    if isinstance(inputs, (Image.Image, np.ndarray)):
+        return [(None, inputs)], True
+    if isinstance(inputs, (list, tuple)):
+        return [item for entry in inputs for item in _gather(entry)[0]], False
+    raise TypeError(
+        f"cannot predict on a {type(inputs).__name__}: give an image path, a folder, a PIL image, "
+        "a numpy array, or a list of those"
+    )
+
+
+def _load(source) -> np.ndarray:
+    return load_image(source) if isinstance(source, Path) else to_rgb(source)
+
+
+class Predictor:
+    """Score images with a trained model and decide with its calibrated threshold.
+
+    ``threshold`` (here and in :meth:`from_pretrained`): None or "calibrated" uses
+    the checkpoint's normal-image threshold, "f1" the F1-optimal one stored by
+    ``rdexpert test --save-metrics``, a number that raw score. Setting
+    ``predictor.threshold`` later keeps the normalisation's lower anchor.
+    """
+
+    def __init__(
+        self,
+        model: ExpertTeacherStudent,
+        config: dict,
+        device: str | torch.device = "auto",
+        threshold: str | float | None = None,
+    ):
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.config = config
+        try:
+            calibration = Calibration.from_config(config)
+        except ValueError as error:
+            if not isinstance(threshold, (int, float)):
+                raise CheckpointError(f"{error}; pass threshold=<raw score> to choose one") from None
+            calibration = Calibration(float(threshold), min(0.0, float(threshold) - 1.0), "given by the caller", "set by hand")
+        self.calibration = calibration.choose(threshold)
+
+    @classmethod
+    def from_pretrained(cls, ref: str | Path, device: str = "auto", **kwargs) -> "Predictor":
+        """Load a checkpoint folder or ``ORG/NAME/CATEGORY[@REVISION]``.
+
+        Keyword arguments: ``threshold`` (see the class), ``pretrained_expert``
+        (None: as trained; False: random expert, for tests only).
+        """
+        threshold = kwargs.pop("threshold", None)
+        pretrained_expert = kwargs.pop("pretrained_expert", None)
+        if kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: threshold, pretrained_expert")
+        device = resolve_device(device)
+        model, config = load_checkpoint(ref, pretrained_expert=pretrained_expert, map_location=device)
+        return cls(model, config, device, threshold)
+
+    # -- calibration ------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return self.calibration.threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        self.calibration = self.calibration.with_threshold(value)
+
+    @property
+    def image_size(self) -> int:
+        return self.model.config.image_size
+
+    def normalize(self, score: float | np.ndarray) -> float | np.ndarray:
+        """Calibrated score in [0, 1]; the threshold maps to 0.5 (:mod:`rdexpert.calibration`)."""
+        return self.calibration.normalize(score)
+
+    def map_to_normalized(self, anomaly_map: np.ndarray) -> np.ndarray:
+        """The same normalisation applied to every pixel, for overlays whose 0.5 contour is the decision boundary."""
+        return self.calibration.normalize(np.asarray(anomaly_map, dtype=np.float32))
+
+    # -- prediction -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, images: list[np.ndarray], reference: str, gate: str):
+        batch = torch.stack([image_to_tensor(image) for image in images]).to(self.device)
+        with autocast(self.device):
+            maps = self.model(batch, reference=reference, gate=gate).maps
+        fused = maps.fused[:, 0].float().cpu().numpy()
+        scales = torch.cat(maps.scales, dim=1).float().cpu().numpy()
+        return fused, scales, maps.score.float().cpu().numpy()
+
+    def iter_predict(
+        self, inputs, reference: str = "teacher", gate: str = "gated", batch_size: int = 16
+    ) -> Iterator[Prediction]:
+        """Like :meth:`predict` but yields one Prediction at a time, so a large folder never sits in memory."""
+        return self._predict_items(_gather(inputs)[0], reference, gate, batch_size)
+
+    def predict(
+        self, inputs, reference: str = "teacher", gate: str = "gated", batch_size: int = 16
+    ) -> Prediction | list[Prediction]:
+        """Score a path, PIL image or array (-> Prediction), or a list or folder of them (-> list, folder sorted).
+
+        ``reference``: "teacher" or "expert"; ``gate``: "gated", "open" or "closed" (DESIGN.md §3.4).
+        """
+        items, single = _gather(inputs)
+        predictions = list(self._predict_items(items, reference, gate, batch_size))
+        return predictions[0] if single else predictions
+
+    def _predict_items(self, items, reference: str, gate: str, batch_size: int) -> Iterator[Prediction]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            images = [resize_image(_load(source), self.image_size) for _, source in chunk]
+            fused, scales, scores = self._forward(images, reference, gate)
+            for i, (path, _) in enumerate(chunk):
+                score = float(scores[i])
+                yield Prediction(
+                    path=path,
+                    image=images[i],
+                    score=score,
+                    normalized_score=self.normalize(score),
+                    label=self.calibration.label(score),
+                    anomaly_map=fused[i].copy(),
+                    scale_maps=[scales[i, k].copy() for k in range(scales.shape[1])],
+                )

@@ -1,0 +1,520 @@
+"""The Gradio app: upload validation, fine-tune jobs and registry as plain Python, then the real page in Chromium.
+
+The browser tests start the app in this process on a free localhost port, with
+the shipped demo checkpoint (checkpoints/metal_plate) when it is there, or a tiny
+checkpoint trained here (seconds), plus a tiny ``rd`` variant so the ablation tab
+can compare variants, plus a broken checkpoint whose message must show in the
+page. Screenshots of every tab go to tests/artifacts/ (gitignored).
+
+Browser tests need Debian's Chromium at /usr/bin/chromium (``apt-get install -y
+chromium``); without it they are skipped, with that reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio")
+# gradio's own queue code trips pandas 3 deprecation warnings; not ours to fix
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+from rdexpert.app.finetune import FineTuneJob, FineTuneSettings, zip_checkpoint  # noqa: E402
+from rdexpert.app.registry import Registry, flatten_metrics  # noqa: E402
+from rdexpert.app.uploads import UploadError, UploadLimits, check_zip_entry_name, prepare_dataset  # noqa: E402
+from rdexpert.app.views import roc_points  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MPDD = ROOT.parent / "shared" / "data" / "mpdd"
+DEMO = ROOT / "checkpoints" / "metal_plate"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _png_bytes(seed: int = 0, size: int = 48) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _mpdd_zip(path: Path, normal: int = 5, defects: int = 2, size: int = 96) -> Path:
+    """A small upload made of real MPDD metal_plate images: good/, defect/ and mask/ folders."""
+    cat = MPDD / "metal_plate"
+
+    def png(p: Path, mode: str = "RGB") -> bytes:
+        buffer = io.BytesIO()
+        Image.open(p).convert(mode).resize((size, size)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    entries = {f"parts/good/{p.name}": png(p) for p in sorted((cat / "train" / "good").glob("*.png"))[:normal]}
+    for p in sorted((cat / "test" / "defect").glob("*.png"))[:defects]:
+        entries[f"parts/defect/{p.name}"] = png(p)
+        entries[f"parts/mask/{p.stem}_mask.png"] = png(cat / "ground_truth" / "defect" / f"{p.stem}_mask.png", "L")
+    return _zip(path, entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# uploads: plain Python
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["../evil.png", "a/../../evil.png", "/etc/evil.png", "C:/evil.png", "..\\evil.png"])
+def test_zip_entry_names_outside_the_archive_are_refused(name):
+    with pytest.raises(UploadError):
+        check_zip_entry_name(name)
+
+
+def test_traversal_zip_is_refused_before_anything_is_written(tmp_path):
+    archive = _zip(
+        tmp_path / "evil.zip",
+        {"good/a.png": _png_bytes(0), "good/b.png": _png_bytes(1), "../../escaped.png": _png_bytes(2)},
+    )
+    with pytest.raises(UploadError, match=r"outside the archive"):
+        prepare_dataset(tmp_path / "dest", [archive])
+    assert not (tmp_path / "dest").exists() and not (tmp_path.parent / "escaped.png").exists()
+
+
+def test_non_images_and_fake_images_are_refused(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a png")
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, p in enumerate(good):
+        p.write_bytes(_png_bytes(i))
+    with pytest.raises(UploadError, match="not an image file"):
+        prepare_dataset(tmp_path / "d1", [*good, text])
+    with pytest.raises(UploadError, match="could not be read as an image"):
+        prepare_dataset(tmp_path / "d2", [*good, fake])
+    archive = _zip(tmp_path / "mixed.zip", {"a.png": _png_bytes(0), "b.png": _png_bytes(1), "run.sh": b"rm -rf /"})
+    with pytest.raises(UploadError, match="not an image"):
+        prepare_dataset(tmp_path / "d3", [archive])
+
+
+def test_archive_limits(tmp_path):
+    many = _zip(tmp_path / "many.zip", {f"{i}.png": _png_bytes(i, 8) for i in range(12)})
+    with pytest.raises(UploadError, match="entries"):
+        prepare_dataset(tmp_path / "d1", [many], limits=UploadLimits(max_archive_entries=10))
+    with pytest.raises(UploadError, match="MB"):
+        prepare_dataset(tmp_path / "d2", [many], limits=UploadLimits(max_archive_mb=1e-4))
+    with pytest.raises(UploadError, match="unpack"):
+        prepare_dataset(tmp_path / "d3", [many], limits=UploadLimits(max_unpacked_mb=1e-4))
+    with pytest.raises(UploadError, match="pixels"):
+        prepare_dataset(tmp_path / "d4", [many], limits=UploadLimits(max_image_pixels=10))
+    with pytest.raises(UploadError, match="limit is 5"):
+        prepare_dataset(tmp_path / "d5", [many], limits=UploadLimits(max_normal_images=5))
+    one = _zip(tmp_path / "one.zip", {"a.png": _png_bytes(0)})
+    with pytest.raises(UploadError, match="at least 2"):
+        prepare_dataset(tmp_path / "d6", [one])
+
+
+def test_zip_layout_is_sorted_into_normal_defect_and_mask(tmp_path):
+    archive = _zip(
+        tmp_path / "parts.zip",
+        {
+            "parts/a.png": _png_bytes(0),
+            "parts/good/b.png": _png_bytes(1),
+            "parts/good/b (copy).png": _png_bytes(2),
+            "parts/defect/x.png": _png_bytes(3),
+            "parts/mask/x_mask.png": _png_bytes(4),
+            "__MACOSX/parts/._a.png": b"junk",
+            "parts/.DS_Store": b"junk",
+        },
+    )
+    data = prepare_dataset(tmp_path / "dest", [archive])
+    assert sorted(p.name for p in data.normal) == ["a.png", "b.png", "b_copy.png"]
+    assert [p.name for p in data.defect] == ["x.png"] and data.matched_masks() == 1
+    assert len(data.skipped) == 2
+    assert all(
+        p.resolve().is_relative_to((tmp_path / "dest").resolve()) for p in data.normal + data.defect + data.masks
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# registry, metrics, archives
+# ---------------------------------------------------------------------------------------------
+def test_broken_and_missing_checkpoints_become_messages(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{ not json")
+    (tmp_path / "noweights").mkdir()
+    (tmp_path / "noweights" / "config.json").write_text(json.dumps({"model": {"variant": "full"}}))
+    registry = Registry()
+    registry.scan(tmp_path)
+    registry.scan(tmp_path / "absent")
+    assert registry.choices() == []
+    text = "\n".join(registry.messages)
+    assert "broken" in text and "model.safetensors" in text and "absent" in text
+
+
+def test_hub_categories_are_discovered(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    class FakeApi:
+        def list_repo_files(self, repo_id, revision=None):
+            assert repo_id == "org/models" and revision == "v1"
+            return ["README.md", "metal_plate/config.json", "metal_plate/model.safetensors", "screw/config.json"]
+
+    def fake_download(repo_id, filename, revision=None):
+        category = filename.split("/")[0]
+        path = tmp_path / category / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"model": {"variant": "full"}, "dataset": {"category": category}}))
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    registry = Registry()
+    entries = registry.add_hub("org/models@v1")
+    assert [e.ref for e in entries] == ["org/models/metal_plate@v1", "org/models/screw@v1"]
+    assert [e.category for e in entries] == ["metal_plate", "screw"] and all(e.ok for e in entries)
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(FakeApi, "list_repo_files", offline)
+    assert Registry().add_hub("org/models") == []
+    broken = Registry()
+    broken.add_hub("org/models")
+    assert "Could not list" in broken.messages[0]
+
+
+def test_app_module_exposes_demo_and_main(monkeypatch):
+    import runpy
+
+    import gradio as gr
+
+    monkeypatch.delenv("RDEXPERT_HUB_REPO", raising=False)
+    namespace = runpy.run_path(str(ROOT / "app.py"), run_name="app")  # not __main__: nothing is launched
+    assert isinstance(namespace["demo"], gr.Blocks) and callable(namespace["main"])
+    demo = namespace["demo"]
+    functions = {f.name: f for f in (demo.fns.values() if isinstance(demo.fns, dict) else demo.fns)}
+    assert (functions["finetune"].concurrency_id, functions["finetune"].concurrency_limit) == ("finetune", 1)
+    assert functions["inspect_files"].concurrency_id != "finetune"
+    assert demo._queue.default_concurrency_limit == 2
+    registry = demo.rdx_config.registry
+    if (DEMO / "config.json").is_file():
+        assert any(registry.get(k).source == "shipped" for k in registry.choices())
+    else:
+        assert any("demo checkpoint" in m for m in registry.messages)
+
+
+def test_command_line_flags(monkeypatch):
+    from rdexpert.app.server import parse_args
+
+    monkeypatch.setenv("RDEXPERT_HUB_REPO", "org/from-env")
+    args = parse_args(["--checkpoints", "a", "--checkpoints", "b", "--host", "0.0.0.0", "--port", "9000", "--share"])
+    assert args.checkpoints == ["a", "b"] and args.hub_repo == "org/from-env"
+    assert (args.host, args.port, args.share) == ("0.0.0.0", 9000, True)
+    assert parse_args(["--hub-repo", "org/x"]).hub_repo == "org/x"
+
+
+def test_test_split_is_found_from_the_checkpoint_config(tmp_path):
+    from rdexpert.app.evaluation import NoTestSplit, labelled_samples
+    from rdexpert.app.registry import Entry
+
+    if not (MPDD / "metal_plate").is_dir():
+        pytest.skip(f"shared MPDD data not found at {MPDD}")
+    config = {"model": {"variant": "full"}, "dataset": {"root": "../shared/data/mpdd", "category": "metal_plate"}}
+    samples, text = labelled_samples(Entry("k", "ref", "local", config=config), search=[ROOT])
+    assert len(samples) == 107 and sum(s.label for s in samples) == 81 and "metal_plate" in text
+    missing = {"model": {}, "dataset": {"root": str(tmp_path / "nowhere"), "category": "metal_plate"}}
+    with pytest.raises(NoTestSplit, match="not on this machine"):
+        labelled_samples(Entry("k", "ref", "local", config=missing), search=[ROOT])
+
+
+def test_metrics_keyed_by_setting_are_read():
+    assert flatten_metrics({"image_auroc": 0.9}) == {"image_auroc": 0.9}
+    nested = {"expert/gated": {"image_auroc": 0.7}, "teacher/gated": {"image_auroc": 0.95, "aupro": 0.8}}
+    assert flatten_metrics(nested) == {"image_auroc": 0.95, "aupro": 0.8}
+
+
+def test_roc_points_match_the_auroc():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    scores = np.round(rng.normal(size=300) + labels, 1)  # with ties
+    fpr, tpr = roc_points(scores, labels)
+    auc = np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr)
+    from rdexpert.metrics import roc_auc
+
+    assert auc == pytest.approx(roc_auc(scores, labels), abs=1e-9)
+
+
+def test_zip_checkpoint_leaves_out_the_resume_state(tmp_path):
+    folder = tmp_path / "ckpt"
+    (folder / "resume").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"x")
+    (folder / "resume" / "state.safetensors").write_bytes(b"x")
+    with zipfile.ZipFile(zip_checkpoint(folder)) as zf:
+        assert sorted(zf.namelist()) == ["ckpt/config.json", "ckpt/model.safetensors"]
+
+
+def test_finetune_job_can_be_cancelled(tmp_path):
+    if not (MPDD / "metal_plate").is_dir():
+        pytest.skip(f"shared MPDD data not found at {MPDD}")
+    data = prepare_dataset(tmp_path / "data", [_mpdd_zip(tmp_path / "up.zip", normal=4, defects=0, size=64)])
+    job = FineTuneJob(FineTuneSettings(name="t", variant="rd", image_size=64, iterations=500), data, tmp_path / "out")
+    job.start()
+    deadline = time.time() + 120
+    while job.snapshot()["iteration"] < 2 and job.running and time.time() < deadline:
+        time.sleep(0.1)
+    job.cancel()
+    assert job.wait(120)
+    assert job.status == "cancelled", job.error
+    assert 2 <= job.iteration < 500
+    assert (tmp_path / "out" / "resume" / "state.json").is_file()  # the trainer kept a resumable state
+
+
+# ---------------------------------------------------------------------------------------------
+# the page, in Chromium
+# ---------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_checkpoints(tmp_path_factory) -> dict:
+    """Checkpoints for the page: the demo one when shipped (else a tiny one), a tiny ``rd``, and a broken one."""
+    if not (MPDD / "metal_plate").is_dir():
+        pytest.skip(f"shared MPDD data not found at {MPDD}")
+    from rdexpert.train import TrainConfig, Trainer
+
+    folder = tmp_path_factory.mktemp("app_checkpoints")
+    variants = ["rd"] if (DEMO / "config.json").is_file() else ["full", "rd"]
+    for variant in variants:
+        Trainer(
+            TrainConfig(
+                data_root=str(MPDD),
+                category="metal_plate",
+                out=str(folder / f"tiny_{variant}"),
+                variant=variant,
+                iterations=2,
+                image_size=64,
+                batch_size=2,
+            ),
+            progress=False,
+        ).fit()
+    (folder / "broken").mkdir()
+    (folder / "broken" / "config.json").write_text("{ this is not json")
+    return {"folder": folder, "demo": (DEMO / "config.json").is_file()}
+
+
+@pytest.fixture(scope="module")
+def app_url(app_checkpoints, tmp_path_factory):
+    from rdexpert.app.server import build_app, launch, parse_args
+
+    args = parse_args(
+        [
+            "--checkpoints",
+            str(app_checkpoints["folder"]),
+            "--port",
+            str(_free_port()),
+            "--workdir",
+            str(tmp_path_factory.mktemp("app_work")),
+        ]
+        + ([] if app_checkpoints["demo"] else ["--no-demo"])
+    )
+    args.hub_repo = None
+    demo = build_app(args, root=ROOT)
+    launch(demo, args, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{args.port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium); browser tests skipped")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(60_000)
+        tab.goto(app_url)
+        tab.wait_for_selector("#rdx-examples button.thumbnail-item")
+        yield tab
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    page.wait_for_timeout(400)  # let plots and images settle
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def _wait_text(page, selector: str, text: str, timeout: float = 60_000) -> None:
+    page.locator(selector).filter(has_text=text).first.wait_for(timeout=timeout)
+
+
+def test_page_inspect_example_and_threshold(page):
+    banner = page.locator("#rdx-banner").inner_text()
+    assert "broken" in banner and "not available" in banner  # a broken checkpoint is a message, not a crash
+    started = time.perf_counter()
+    page.locator("#rdx-examples button.thumbnail-item").nth(3).click()  # a defective example
+    _wait_text(page, "#rdx-verdict", "calibrated score")
+    print(f"\nInspect round trip in the browser: {time.perf_counter() - started:.2f} s")
+    verdict = page.locator("#rdx-verdict").inner_text()
+    assert "device cpu" in verdict or "device cuda" in verdict
+    assert "threshold 0.50" in verdict
+    for k in range(3):
+        assert page.locator(f"#rdx-scale-{k} img").count() == 1
+    assert page.locator("#rdx-fused img").count() == 1
+    _shot(page, "inspect")
+
+    fused_before = page.locator("#rdx-fused img").get_attribute("src")
+    slider = page.locator("#rdx-threshold input[type=number]")
+    slider.fill("0.05")
+    slider.press("Enter")
+    _wait_text(page, "#rdx-verdict", "threshold 0.05")
+    assert "ANOMALOUS" in page.locator("#rdx-verdict").inner_text()  # everything is above a 0.05 threshold
+    page.wait_for_function(
+        "src => document.querySelector('#rdx-fused img') && document.querySelector('#rdx-fused img').src !== src",
+        arg=fused_before,
+    )
+    _shot(page, "inspect_threshold_0.05")
+    slider.fill("0.5")
+    slider.press("Enter")
+    _wait_text(page, "#rdx-verdict", "threshold 0.50")
+
+
+def test_page_upload_several_images_to_inspect(page, tmp_path):
+    _tab(page, "Inspect")
+    paths = []
+    for name in ("good_test_00003.png", "defect_train_00045.png"):
+        paths.append(ROOT / "assets" / name)
+    page.locator("#rdx-files input[type=file]").set_input_files([str(p) for p in paths])
+    page.wait_for_timeout(500)
+    page.locator("#rdx-run").click()
+    page.locator("#rdx-results button.thumbnail-item").nth(1).wait_for()
+    assert "2 images in" in page.locator("#rdx-verdict").inner_text()
+    page.locator("#rdx-results button.thumbnail-item").nth(1).click()
+    _wait_text(page, "#rdx-inspect-info", "defect_train_00045")
+    _shot(page, "inspect_two_images")
+
+    fake = tmp_path / "scan.png"
+    fake.write_text("not an image")
+    page.locator("#rdx-files button[aria-label=Clear]").click()
+    page.locator("#rdx-files input[type=file]").set_input_files(str(fake))
+    page.wait_for_timeout(500)
+    page.locator("#rdx-run").click()
+    _wait_text(page, "#rdx-inspect-message", "not an image")
+    page.locator("#rdx-files button[aria-label=Clear]").click()
+
+
+def test_page_ablation_walkthrough_and_switch(page):
+    _tab(page, "Ablations")
+    page.locator("#rdx-abl-run").click()  # the last Inspect request was refused: nothing to walk through yet
+    _wait_text(page, "#rdx-abl-message", "Pick an image")
+    page.locator("#rdx-abl-examples button.thumbnail-item").nth(3).click()
+    _wait_text(page, "#rdx-abl-text-0", "teacher · gated")
+    assert "defect_train_00066" in page.locator("#rdx-abl-message").inner_text()
+    for k, words in enumerate(["teacher · gated", "expert · gated", "teacher · open", "teacher · closed"]):
+        assert words in page.locator(f"#rdx-abl-text-{k}").inner_text()
+    if DEMO.is_dir() and "teacher/closed" in json.loads((DEMO / "config.json").read_text()).get("metrics", {}):
+        assert "Stored test metrics of this setting" in page.locator("#rdx-abl-text-3").inner_text()
+    # the tiny rd variant (and the full one) of metal_plate are compared side by side
+    _wait_text(page, "#rdx-abl-variants-text", "Stored test metrics")
+    assert page.locator("#rdx-abl-variants button.thumbnail-item").count() >= 2
+    page.locator("#rdx-abl-gate label").filter(has_text="open").click()
+    _wait_text(page, "#rdx-abl-custom-text", "teacher · open")
+    page.locator("#rdx-abl-reference label").filter(has_text="expert").click()
+    _wait_text(page, "#rdx-abl-custom-text", "expert · open")
+    _shot(page, "ablations")
+
+
+def test_page_bad_uploads_are_refused_with_a_message(page, tmp_path):
+    _tab(page, "Fine-tune")
+    evil = _zip(
+        tmp_path / "evil.zip",
+        {"good/a.png": _png_bytes(0), "good/b.png": _png_bytes(1), "../../outside.png": _png_bytes(2)},
+    )
+    page.locator("#rdx-ft-normal input[type=file]").set_input_files(str(evil))
+    page.wait_for_timeout(500)
+    page.locator("#rdx-ft-start").click()
+    _wait_text(page, "#rdx-ft-status", "outside the archive")
+    assert "Upload refused" in page.locator("#rdx-ft-status").inner_text()
+    _shot(page, "finetune_refused_zip")
+
+    fake = tmp_path / "photo.png"
+    fake.write_text("this is text, not a PNG")
+    page.locator("#rdx-ft-normal button[aria-label=Clear]").click()
+    page.locator("#rdx-ft-normal input[type=file]").set_input_files(str(fake))
+    page.wait_for_timeout(500)
+    page.locator("#rdx-ft-start").click()
+    _wait_text(page, "#rdx-ft-status", "could not be read as an image")
+    page.locator("#rdx-ft-normal button[aria-label=Clear]").click()
+
+
+def test_page_finetune_tiny_and_evaluate(page, tmp_path):
+    _tab(page, "Fine-tune")
+    upload = _mpdd_zip(tmp_path / "my_parts.zip", normal=5, defects=2, size=96)
+    page.locator("#rdx-ft-normal input[type=file]").set_input_files(str(upload))
+    iterations = page.locator("#rdx-ft-iterations input[type=number]")
+    iterations.fill("3")
+    iterations.press("Enter")
+    page.locator("#rdx-ft-size input").click()
+    page.get_by_role("option", name="64", exact=True).click()
+    page.locator("#rdx-ft-variant input").click()
+    page.get_by_role("option", name="rd_gii", exact=True).click()
+    page.locator("#rdx-ft-name input, #rdx-ft-name textarea").first.fill("tiny-test")
+    page.wait_for_timeout(500)
+    page.locator("#rdx-ft-start").click()
+    _wait_text(page, "#rdx-ft-status", "Done in", timeout=180_000)
+    assert "iteration 3 / 3" in page.locator("#rdx-ft-status").inner_text()
+    _wait_text(page, "#rdx-ft-metrics", "selectable")
+    assert "I-AUROC" in page.locator("#rdx-ft-metrics").inner_text()  # defects were uploaded: metrics exist
+    assert page.locator("#rdx-ft-download a").count() >= 1
+    assert page.locator("#rdx-ft-plot .js-plotly-plot").count() == 1
+    _shot(page, "finetune_done")
+
+    # the new model is selectable, and evaluable on its held-out + defective uploads
+    page.locator("#rdx-checkpoint input").click()
+    page.get_by_role("option").filter(has_text="tiny-test").first.click()
+    _wait_text(page, "#rdx-checkpoint-info", "fine-tuned")
+    _tab(page, "Evaluate")
+    page.locator("#rdx-ev-run").click()
+    _wait_text(page, "#rdx-ev-summary", "images in")
+    assert page.locator("#rdx-ev-roc .js-plotly-plot").count() == 1
+    assert page.locator("#rdx-ev-hist .js-plotly-plot").count() == 1
+    _shot(page, "evaluate")
+    first_image = page.locator('#rdx-ev-table [data-testid="cell-0-1"]')  # row 1, column "image"
+    name = first_image.inner_text().strip()
+    first_image.click()
+    _wait_text(page, "#rdx-inspect-info", name)
+    assert "tiny-test" in page.locator("#rdx-inspect-info").inner_text()
+    assert page.get_by_role("tab", name="Inspect").get_attribute("aria-selected") == "true"
+    _shot(page, "evaluate_row_opened_in_inspect")

@@ -43,6 +43,7 @@ __all__ = [
     "NORMAL_NAMES",
     "ImageLoadError",
     "load_image",
+    "to_rgb",
     "load_mask",
     "resize_image",
     "resize_mask",
@@ -177,6 +178,24 @@ def _cv2_to_rgb(arr: np.ndarray) -> np.ndarray:
         bgra = _to_uint8(arr)
         return _composite_on_black(np.ascontiguousarray(bgra[..., [2, 1, 0, 3]]))
     raise ValueError(f"unsupported array shape {arr.shape}")
+
+
+def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A PIL image or an RGB(A)/grey array (uint8, uint16, float, bool) as H x W x 3 uint8, converted like image files."""
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        return _gray_to_rgb(_to_uint8(array))
+    if array.ndim == 3 and array.shape[2] == 3:
+        return np.ascontiguousarray(_to_uint8(array))
+    if array.ndim == 3 and array.shape[2] == 4:
+        return _composite_on_black(_to_uint8(array))
+    raise ValueError(
+        f"an image array must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {array.shape}"
+    )
 
 
 def _check_file(path: Path) -> None:

@@ -196,20 +196,17 @@ def _threshold_section(config: dict) -> str:
     return text
 
 
+def _card_header(license: str, *extra_tags: str) -> str:
+    """The YAML front matter the Hub reads from a model card."""
+    tags = ["anomaly-detection", "reverse-distillation", *extra_tags, "rdexpert"]
+    return f"---\nlicense: {license}\nlibrary_name: rdexpert\ntags:\n" + "".join(f"- {t}\n" for t in tags) + "---\n"
+
+
 def model_card(config: dict, repo_id: str, category: str, license: str) -> str:
     """The README.md published with a category: metrics, recipe, threshold, usage, license."""
     model = config["model"]
     notice = (config.get("license") or {}).get("attribution", "")
-    return f"""---
-license: {license}
-library_name: rdexpert
-tags:
-- anomaly-detection
-- reverse-distillation
-- industrial-inspection
-- rdexpert
----
-
+    return _card_header(license, "industrial-inspection") + f"""
 # RD with Expert — `{category}` ({model['backbone']}, variant `{model['variant']}`)
 
 A one-class anomaly detector for **{category}** images: trained on normal images
@@ -255,15 +252,7 @@ The weights are released under `{license}`. {notice}
 
 def repo_card(repo_id: str, license: str) -> str:
     """The repository's top README: what the category subfolders are."""
-    return f"""---
-license: {license}
-library_name: rdexpert
-tags:
-- anomaly-detection
-- reverse-distillation
-- rdexpert
----
-
+    return _card_header(license) + f"""
 # {repo_id}: RD with Expert anomaly detectors
 
 One subfolder per product category; each holds `config.json`, `model.safetensors` and

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .calibration import Calibration
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import _composite_on_black, _gray_to_rgb, _pil_to_rgb, _to_uint8, image_to_tensor, list_images, load_image, resize_image
+from .data import image_to_tensor, list_images, load_image, resize_image, to_rgb
 from .model import ExpertTeacherStudent
 from .train import autocast, resolve_device
 
@@ -36,24 +36,6 @@ class Prediction:
     label: int  # 1 = anomalous (score >= threshold)
     anomaly_map: np.ndarray  # S x S float32, fused and blurred
     scale_maps: list[np.ndarray]  # [stride 4, stride 8, stride 16] maps, each S x S float32
-
-
-def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
-    """A PIL image or an RGB(A)/grey array (uint8, uint16, float, bool) as H x W x 3 uint8, converted like image files."""
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    if array.ndim == 2:
-        return _gray_to_rgb(_to_uint8(array))
-    if array.ndim == 3 and array.shape[2] == 3:
-        return np.ascontiguousarray(_to_uint8(array))
-    if array.ndim == 3 and array.shape[2] == 4:
-        return _composite_on_black(_to_uint8(array))
-    raise ValueError(
-        f"an image array must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {array.shape}"
-    )
 
 
 def _gather(inputs) -> tuple[list[tuple[str | None, object]], bool]:

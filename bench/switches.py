@@ -21,8 +21,9 @@ sys.path.insert(0, str(HERE))
 from machine import machine_info, machine_line  # noqa: E402
 
 from rdexpert.checkpoint import load_checkpoint  # noqa: E402
-from rdexpert.evaluate import evaluate_split, markdown_table  # noqa: E402
+from rdexpert.evaluate import evaluate_split  # noqa: E402
 from rdexpert.io import write_json  # noqa: E402
+from rdexpert.metrics import metrics_table  # noqa: E402
 from rdexpert.model import GATES, REFERENCES  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     table = (
         f"# Inference-time switches: {name} ({config['model']['variant']}, {category})\n\n"
         f"Machine: {machine_line()}.\n"
-        f"Command: `python bench/switches.py {' '.join(sys.argv[1:])}`\n\n" + markdown_table(rows, "switches")
+        f"Command: `python bench/switches.py {' '.join(sys.argv[1:])}`\n\n" + metrics_table(rows, "switches")
     )
     print(table)
     (HERE / "results" / f"switches_{name}.md").write_text(table)

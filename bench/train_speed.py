@@ -27,7 +27,8 @@ from machine import machine_info, machine_line  # noqa: E402
 
 from rdexpert.io import write_json  # noqa: E402
 from rdexpert.model import ExpertTeacherStudent, ModelConfig  # noqa: E402
-from rdexpert.train import PRESETS, resolve_device, train_step  # noqa: E402
+from rdexpert.runtime import resolve_device  # noqa: E402
+from rdexpert.train import PRESETS, train_step  # noqa: E402
 
 
 def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:

@@ -23,19 +23,18 @@ load; they are checked by tensor shapes only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .backbones import FEATURE_STRIDES
+from .checkpoint_format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, CheckpointError
+from .hub.resolve import resolve_checkpoint
 from .io import read_json, read_tensors, write_json, write_tensors
 from .model import ExpertTeacherStudent, ModelConfig
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT = "rdexpert-checkpoint"
-FORMAT_VERSION = 1
 DEFAULT_SETTING = "teacher/gated"  # the inference setting (reference/gate) whose metrics describe a checkpoint
 INPUT_CONVENTION = {
     "channels": "RGB",
@@ -45,8 +44,48 @@ INPUT_CONVENTION = {
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, incomplete or does not fit the model it describes."""
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What callers read from a config.json; a missing section reads as empty (dict) or None."""
+
+    variant: str | None = None
+    backbone: str | None = None  # the backbone's timm name
+    image_size: int | None = None  # the model's input size
+    pretrained: bool = True  # the expert came from pretrained weights
+    mean: list | None = None  # input normalisation of the backbone
+    std: list | None = None
+    input_size: int | None = None  # the ``input`` section's image size (checked against the model's)
+    calibration: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)
+    license: dict = field(default_factory=dict)
+    rdexpert_version: str | None = None
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> "CheckpointInfo":
+        config = config or {}
+
+        def section(name: str) -> dict:
+            return config.get(name) or {}
+
+        model, backbone = section("model"), section("backbone")
+        return cls(
+            variant=model.get("variant"), backbone=model.get("backbone"), image_size=model.get("image_size"),
+            pretrained=backbone.get("pretrained", True), mean=backbone.get("mean"), std=backbone.get("std"),
+            input_size=section("input").get("image_size"), calibration=section("calibration"),
+            metrics=section("metrics"), training=section("training"), dataset=section("dataset"),
+            license=section("license"), rdexpert_version=config.get("rdexpert_version"),
+        )
+
+    @property
+    def category(self) -> str | None:
+        return self.dataset.get("category")
+
+    @property
+    def threshold(self) -> float | None:
+        """The calibrated raw-score threshold, when one is stored."""
+        return self.calibration.get("threshold")
 
 
 def backbone_section(model: ExpertTeacherStudent, pretrained: bool) -> dict:
@@ -68,7 +107,7 @@ def save_checkpoint(model: ExpertTeacherStudent, folder: str | Path, **info) -> 
     came from pretrained weights, so loading rebuilds the same expert.
     """
     folder = Path(folder)
-    pretrained = (info.get("training") or {}).get("pretrained", True)
+    pretrained = CheckpointInfo.from_config(info).training.get("pretrained", True)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -116,10 +155,10 @@ def update_config(folder: str | Path, **sections) -> dict:
 
 def record_metrics(folder: str | Path, setting: str, metrics: dict, f1_threshold: float | None = None) -> dict:
     """Store test metrics under ``metrics[setting]`` (e.g. "teacher/gated"), and the F1-optimal threshold if given."""
-    config = read_config(folder)
-    sections = {"metrics": {**(config.get("metrics") or {}), setting: metrics}}
+    info = CheckpointInfo.from_config(read_config(folder))
+    sections = {"metrics": {**info.metrics, setting: metrics}}
     if f1_threshold is not None:
-        sections["calibration"] = {**(config.get("calibration") or {}), "f1_threshold": float(f1_threshold)}
+        sections["calibration"] = {**info.calibration, "f1_threshold": float(f1_threshold)}
     return update_config(folder, **sections)
 
 
@@ -143,7 +182,8 @@ def _check_backbone(config: dict, model: ExpertTeacherStudent, path: Path) -> No
         for key in ("mean", "std")
         if key in stored and any(abs(a - b) > 1e-6 for a, b in zip(stored[key], rebuilt[key]))
     ]
-    image_size = (config.get("input") or {}).get("image_size", model.config.image_size)
+    image_size = CheckpointInfo.from_config(config).input_size
+    image_size = model.config.image_size if image_size is None else image_size
     if image_size != model.config.image_size:
         problems.append(f"image_size: input section {image_size} vs model section {model.config.image_size}")
     if problems:
@@ -167,8 +207,6 @@ def load_checkpoint(
     None rebuilds the expert as it was trained (config ``backbone.pretrained``).
     The returned config gains a ``source`` entry saying where it was read from.
     """
-    from .hub import resolve_checkpoint  # hub builds on this module
-
     folder, source = resolve_checkpoint(ref)
     config = read_config(folder)
     try:
@@ -179,7 +217,7 @@ def load_checkpoint(
     if not weights_path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}")
     if pretrained_expert is None:
-        pretrained_expert = (config.get("backbone") or {}).get("pretrained", True)
+        pretrained_expert = CheckpointInfo.from_config(config).pretrained
     model = ExpertTeacherStudent(model_config, pretrained=pretrained_expert)
     _check_backbone(config, model, folder / CONFIG_NAME)
     try:

@@ -1,7 +1,7 @@
 """The ``rdexpert`` command: train, test, predict, export and push, in the vocabulary anomalib users know.
 
 Wherever a checkpoint is taken (``--checkpoint``) it may be a local folder or a
-Hugging Face Hub reference ``ORG/NAME/CATEGORY[@REVISION]`` (see rdexpert.hub).
+Hugging Face Hub reference ``ORG/NAME/CATEGORY[@REVISION]`` (see rdexpert.hub.resolve).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ def _train(args) -> None:
 
 
 def _test(args) -> None:
-    from .checkpoint import DEFAULT_SETTING, load_checkpoint, record_metrics
-    from .evaluate import evaluate_split, markdown_table, write_report
-    from .train import resolve_device
+    from .checkpoint import DEFAULT_SETTING, CheckpointInfo, load_checkpoint, record_metrics
+    from .evaluate import evaluate_split, write_report
+    from .metrics import metrics_table
+    from .runtime import resolve_device
 
     device = resolve_device(args.device)
     model, config = load_checkpoint(args.checkpoint, pretrained_expert=False if args.random_weights else None,
@@ -41,12 +42,13 @@ def _test(args) -> None:
     if args.save_metrics and config["source"]["type"] != "local":
         raise ValueError("--save-metrics writes into the checkpoint's config.json, so it needs a local checkpoint "
                          f"folder, not the Hub reference {args.checkpoint}")
-    category = args.category or config.get("dataset", {}).get("category")
+    info = CheckpointInfo.from_config(config)
+    category = args.category or info.category
     result = evaluate_split(model, args.data_root, category, device=device, layout=args.layout,
                             reference=args.reference, gate=args.gate)
-    threshold = (config.get("calibration") or {}).get("threshold")
-    out = write_report(result, args.out, f"{config['model']['variant']} ({category})", threshold)
-    print(markdown_table({f"{config['model']['variant']} ({category})": result.metrics}))
+    name = f"{info.variant} ({category})"
+    out = write_report(result, args.out, name, info.threshold)
+    print(metrics_table({name: result.metrics}))
     print(f"{len(result.scores)} images in {result.seconds:.1f} s; metrics.json, metrics.md and overlays/ in {out}")
     if args.save_metrics:
         setting = f"{args.reference}/{args.gate}"
@@ -119,7 +121,7 @@ def _export(args) -> None:
 
 
 def _push(args) -> None:
-    from .hub import push_to_hub, stage_checkpoint
+    from .hub.publish import push_to_hub, stage_checkpoint
 
     if args.dry_run:
         staging = stage_checkpoint(args.checkpoint, args.dry_run, args.repo, args.category, args.license)

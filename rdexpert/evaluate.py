@@ -8,24 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import ImageDataset, list_samples
+from .data import list_samples, load_image, resize_image
 from .io import write_json
-from .metrics import compute_metrics
+from .metrics import compute_metrics, metrics_table
 from .model import ExpertTeacherStudent
-from .train import autocast
+from .scoring import sample_batches, score_images
 from .viz import overlay, save_png
-
-METRIC_NAMES = {
-    "image_auroc": "I-AUROC",
-    "pixel_auroc": "P-AUROC",
-    "aupro": "AUPRO@0.3",
-    "image_ap": "image AP",
-    "pixel_ap": "pixel AP",
-    "f1_max": "image F1-max",
-}
 
 
 @dataclass
@@ -41,7 +31,6 @@ class Evaluation:
     seconds: float
 
 
-@torch.no_grad()
 def evaluate(
     model: ExpertTeacherStudent,
     samples: list,
@@ -54,15 +43,14 @@ def evaluate(
     """Run the model over ``samples`` and compute every metric of DESIGN.md §4."""
     device = torch.device(device)
     model = model.to(device).eval()
-    size = model.config.image_size
-    loader = DataLoader(ImageDataset(samples, size), batch_size=batch_size)
+    loader = sample_batches(samples, model.config.image_size, batch_size)
     scores, labels, maps, masks, paths = [], [], [], [], []
     began = time.perf_counter()
-    for batch in tqdm(loader, desc="test", disable=not progress, unit="batch"):
-        with autocast(device):
-            output = model(batch["image"].to(device), reference=reference, gate=gate)
-        scores.append(output.maps.score.float().cpu().numpy())
-        maps.append(output.maps.fused[:, 0].float().cpu().numpy())
+    batches = tqdm(loader, desc="test", disable=not progress, unit="batch")
+    for scored in score_images(model, batches, device, reference, gate):
+        batch = scored.batch
+        scores.append(scored.scores)
+        maps.append(scored.maps)
         masks.append(batch["mask"][:, 0].numpy() > 0.5)
         labels.append(batch["label"].numpy())
         paths += batch["path"]
@@ -84,23 +72,11 @@ def evaluate(
     return result
 
 
-def markdown_table(rows: dict[str, dict[str, float]], first_column: str = "model") -> str:
-    """One row per model, metrics in percent, in the order of :data:`METRIC_NAMES`."""
-    header = f"| {first_column} | " + " | ".join(METRIC_NAMES.values()) + " |"
-    lines = [header, "|" + "---|" * (len(METRIC_NAMES) + 1)]
-    for name, metrics in rows.items():
-        cells = [f"{100 * metrics[k]:.1f}" if k in metrics else "–" for k in METRIC_NAMES]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def write_report(result: Evaluation, out: str | Path, name: str, threshold: float | None, overlays: int = 6) -> Path:
     """metrics.json, metrics.md and overlay PNGs for the highest-scoring and a few normal images."""
-    from .data import load_image, resize_image
-
     out = Path(out)
     write_json(out / "metrics.json", {k: float(v) for k, v in result.metrics.items()})
-    (out / "metrics.md").write_text(markdown_table({name: result.metrics}))
+    (out / "metrics.md").write_text(metrics_table({name: result.metrics}))
     vmin, vmax = float(np.percentile(result.maps, 1)), float(np.percentile(result.maps, 99.9))
     order = np.argsort(-result.scores)
     defective = [i for i in order if result.labels[i] == 1][: overlays - overlays // 3]

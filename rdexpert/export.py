@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import CheckpointInfo
 from .io import atomic_write
 from .model import ExpertTeacherStudent
 
@@ -72,7 +73,7 @@ def export_onnx(
         if config is not None:
             saved = {k: v for k, v in config.items() if k != "source"}
             metadata["rdexpert_config"] = json.dumps(saved)
-            threshold = (config.get("calibration") or {}).get("threshold")
+            threshold = CheckpointInfo.from_config(config).threshold
             if threshold is not None:
                 metadata["threshold"] = repr(float(threshold))
         for key, value in metadata.items():

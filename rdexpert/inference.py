@@ -22,7 +22,8 @@ from .calibration import Calibration
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import image_to_tensor, list_images, load_image, resize_image, to_rgb
 from .model import ExpertTeacherStudent
-from .train import autocast, resolve_device
+from .runtime import resolve_device
+from .scoring import score_images
 
 
 @dataclass
@@ -126,14 +127,10 @@ class Predictor:
         return self.calibration.normalize(np.asarray(anomaly_map, dtype=np.float32))
 
     # -- prediction -------------------------------------------------------------------------
-    @torch.inference_mode()
     def _forward(self, images: list[np.ndarray], reference: str, gate: str):
-        batch = torch.stack([image_to_tensor(image) for image in images]).to(self.device)
-        with autocast(self.device):
-            maps = self.model(batch, reference=reference, gate=gate).maps
-        fused = maps.fused[:, 0].float().cpu().numpy()
-        scales = torch.cat(maps.scales, dim=1).float().cpu().numpy()
-        return fused, scales, maps.score.float().cpu().numpy()
+        batch = torch.stack([image_to_tensor(image) for image in images])
+        (scored,) = score_images(self.model, [batch], self.device, reference, gate, scales=True)
+        return scored.maps, scored.scale_maps, scored.scores
 
     def iter_predict(
         self, inputs, reference: str = "teacher", gate: str = "gated", batch_size: int = 16

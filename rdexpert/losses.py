@@ -5,17 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .model.anomaly_map import pixel_cosine_distance
+
 Features = list[torch.Tensor]
 
 
 def global_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """D(a, b): batch mean of 1 - cos between whole flattened feature maps (RD's loss)."""
     return (1 - F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1)).mean()
-
-
-def pixel_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-pixel 1 - cos over channels, (B, h, w)."""
-    return 1 - F.cosine_similarity(a.float(), b.float(), dim=1)
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -15,6 +15,9 @@ Public API
 * :func:`aupro` – normalised area under the PRO curve up to an FPR limit.
 * :func:`compute_metrics` – all image-level (and optionally pixel-level)
   metrics in one dict of plain floats in ``[0, 1]``.
+* :func:`roc_curve` – the ROC points (FPR, TPR) behind :func:`roc_auc`.
+* :data:`METRIC_NAMES` and :func:`metrics_table` – the reported metrics, their
+  display names, and the one markdown table every report uses.
 
 Scores / maps and labels / masks may be numpy arrays or torch tensors.
 """
@@ -27,7 +30,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["roc_auc", "average_precision", "f1_max", "aupro", "compute_metrics"]
+__all__ = [
+    "METRIC_NAMES", "roc_auc", "roc_curve", "average_precision", "f1_max", "aupro", "compute_metrics", "metrics_table",
+]
+
+# The metrics every report shows, in this order, with their display names.
+METRIC_NAMES = {
+    "image_auroc": "I-AUROC",
+    "pixel_auroc": "P-AUROC",
+    "aupro": "AUPRO@0.3",
+    "image_ap": "image AP",
+    "pixel_ap": "pixel AP",
+    "f1_max": "image F1-max",
+}
 
 
 # --------------------------------------------------------------------------- #
@@ -170,6 +185,19 @@ def roc_auc(scores: Any, labels: Any) -> float:
     n_pos = int(np.count_nonzero(y))
     _check_both_classes(n_pos, y.size - n_pos, "ROC AUC")
     return _auroc_from_curve(_curve(y, _rank(s)))
+
+
+def roc_curve(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """ROC points ``(fpr, tpr)``: (0, 0), then one point per distinct score, highest first; tie-aware.
+
+    The trapezoid area under these points is :func:`roc_auc`. A class that is
+    absent gives a rate of 0 throughout instead of an error.
+    """
+    s, y = _flat_pair(scores, labels)
+    c = _curve(y, _rank(s))
+    fpr = np.concatenate(([0.0], c.fps / max(c.n_neg, 1)))
+    tpr = np.concatenate(([0.0], c.tps / max(c.n_pos, 1)))
+    return fpr, tpr
 
 
 def average_precision(scores: Any, labels: Any) -> float:
@@ -377,3 +405,31 @@ def compute_metrics(
     out["pixel_f1_max"] = _f1_from_curve(pc)[0]
     out["aupro"] = _aupro_from_ranking(_region_weights(g), ~gf, ranking, 0.3)
     return out
+
+
+# --------------------------------------------------------------------------- #
+# Reporting
+# --------------------------------------------------------------------------- #
+def _percent(value: Any) -> str:
+    return "–" if value is None or value != value else f"{100 * float(value):.1f}"
+
+
+def metrics_table(
+    rows: dict[str, dict[str, float]], first_column: str = "model", extra_columns: dict[str, str] | None = None
+) -> str:
+    """A markdown table: one row per name, metrics in percent in the order of :data:`METRIC_NAMES`.
+
+    Only metrics that some row has get a column; a missing or NaN value shows as
+    "–". ``extra_columns`` (``{key: header}``) adds columns after the name, shown
+    as stored ("?" when absent). The empty string when no row has any metric.
+    """
+    names = [k for k in METRIC_NAMES if any(k in row for row in rows.values())]
+    if not names:
+        return ""
+    extra = extra_columns or {}
+    header = [first_column, *extra.values(), *(METRIC_NAMES[k] for k in names)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in rows.items():
+        cells = [name, *(str(row.get(k, "?")) for k in extra), *(_percent(row.get(k)) for k in names)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -11,11 +11,10 @@ the normal score range at the end; the test split never reaches this module.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .calibration import Calibration
 from .checkpoint import save_checkpoint
-from .data import ImageDataset, SyntheticAnomalyDataset, list_samples, split_holdout
+from .data import SyntheticAnomalyDataset, list_samples, split_holdout
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
 from .model import ExpertTeacherStudent, ModelConfig
+from .runtime import autocast, resolve_device
+from .scoring import sample_batches, score_images
 from .synthesis import AnomalySynthesizer, foreground_method_for
 from .viz import plot_loss_history
 
@@ -67,7 +69,6 @@ class TrainConfig:
     num_workers: int | None = None
     save_every: int = 100
     pretrained: bool = True
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -87,27 +88,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """Unknown keys (e.g. a field of an older rdexpert) are ignored, so old configs still load."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
 # Settings that may differ when an interrupted run is resumed (e.g. to train it longer).
 RESUMABLE_CHANGES = {"iterations", "device", "num_workers", "save_every"}
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
-    return torch.device(device)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); full precision on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -331,13 +318,8 @@ def calibrate(
     source: str = "held-out normal training images",
 ) -> dict:
     """Score normal images the model did not train on; the threshold and normalisation follow (rdexpert.calibration)."""
-    from .calibration import Calibration
-
-    scores = []
-    loader = DataLoader(ImageDataset(samples, image_size), batch_size=8)
-    with torch.no_grad(), autocast(device):
-        for batch in loader:
-            scores += model(batch["image"].to(device)).maps.score.float().cpu().tolist()
+    scored = score_images(model, sample_batches(samples, image_size), device)
+    scores = [score for batch in scored for score in batch.scores.tolist()]
     return Calibration.from_normal_scores(scores, source=source).to_dict()
 
 

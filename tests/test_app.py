@@ -294,14 +294,8 @@ def test_finetune_job_can_be_cancelled(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# the page, in Chromium
+# checkpoints for the tabs' handlers and the page
 # ---------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_checkpoints(tmp_path_factory) -> dict:
     """Checkpoints for the page: the demo one when shipped (else a tiny one), a tiny ``rd``, and a broken one."""
@@ -327,6 +321,158 @@ def app_checkpoints(tmp_path_factory) -> dict:
     (folder / "broken").mkdir()
     (folder / "broken" / "config.json").write_text("{ this is not json")
     return {"folder": folder, "demo": (DEMO / "config.json").is_file()}
+
+
+@pytest.fixture(scope="module")
+def app_registry(app_checkpoints) -> Registry:
+    """The page's checkpoints, for calling the tab handlers directly."""
+    registry = Registry(device="cpu")
+    if app_checkpoints["demo"]:
+        registry.scan(DEMO, source="shipped")
+    registry.scan(app_checkpoints["folder"])
+    return registry
+
+
+def _select(index):
+    """The event gradio passes to a ``.select`` handler."""
+    import gradio as gr
+
+    return gr.SelectData(None, {"index": index, "value": None})
+
+
+# ---------------------------------------------------------------------------------------------
+# the tabs' handlers, without a browser
+# ---------------------------------------------------------------------------------------------
+def test_inspect_handler_returns_a_verdict_and_the_redraw_reuses_it(app_registry, monkeypatch):
+    from rdexpert.app.header import first_choice
+    from rdexpert.app.tab_inspect import OUTPUT_COUNT, InspectState, inspect, rerender, select_result
+
+    key = first_choice(app_registry)
+    paths = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "defect_train_00066.png")]
+    out = inspect(app_registry, key, paths, 0.5)
+    assert len(out) == OUTPUT_COUNT
+    state, gallery, picture, fused, *scales, verdict, info, message = out
+    assert isinstance(state, InspectState) and state.key == key and state.selected == 0
+    assert [item.name for item in state.items] == ["good_test_00003.png", "defect_train_00066.png"]
+    item = state.items[0]
+    assert item.path == paths[0] and item.normalized_map.shape == item.image.shape[:2]
+    assert len(item.scale_maps) == len(scales) == 3 and fused.ndim == 3 and picture.ndim == 3
+    assert state.device.startswith(("cpu", "cuda"))
+    assert 'data-verdict="' in verdict and "calibrated score" in verdict and "threshold <b>0.50</b>" in verdict
+    assert "2 images in" in verdict and message == "" and "good_test_00003.png" in info and key in info
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network ran again")
+
+    monkeypatch.setattr(app_registry, "predictor", no_network)
+    for predictor in app_registry._predictors.values():
+        monkeypatch.setattr(predictor, "predict", no_network)
+    gallery, picture, fused_low, *scales, verdict, info = rerender(state, 0.01)
+    assert "threshold <b>0.01</b>" in verdict and 'data-verdict="anomalous"' in verdict
+    assert not np.array_equal(fused_low, fused) or item.normalized_map.max() < 0.01
+    chosen, *rest = select_result(state, 0.5, _select(1))
+    assert chosen.selected == 1 and state.selected == 0  # a new state; the old one is unchanged
+    assert "defect_train_00066.png" in rest[-1]
+
+
+def test_inspect_handler_refusals_are_messages(tmp_path):
+    from rdexpert.app.tab_inspect import MAX_INSPECT_IMAGES, inspect
+
+    fake = tmp_path / "scan.png"
+    fake.write_text("not an image")
+    key = "any"  # the requests below are refused before a checkpoint is used
+    cases = [
+        (None, [str(fake)], "Choose a checkpoint first"),
+        (key, [], "Upload an image"),
+        (key, [str(fake)] * (MAX_INSPECT_IMAGES + 1), "the limit is"),
+        (key, [str(fake)], "not an image"),
+        ("no such checkpoint", [str(ROOT / "assets" / "good_test_00003.png")], "Checkpoint error"),
+    ]
+    for k, sources, words in cases:
+        state, *_, message = inspect(Registry(), k, sources, 0.5)
+        assert state is None and words in message, (k, words, message)
+
+
+def test_ablations_use_the_selected_inspect_image():
+    from rdexpert.app.tab_ablations import ablation_source, custom_combination, walkthrough
+    from rdexpert.app.tab_inspect import InspectItem, InspectState
+
+    image, heat = np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4), np.float32)
+    items = [InspectItem("a.png", "/x/a.png", image, heat, [], 0.1, 0.2), InspectItem("b", None, image, heat, [], 0, 0)]
+    state = InspectState("k", items, seconds=1.0, device="cpu", raw_threshold=None, load_seconds=None)
+    assert ablation_source(state, None) == "/x/a.png" and ablation_source(state, "ex.png") == "ex.png"
+    assert ablation_source(state.select(5), None) is image  # clamped to the last item, which has no file
+    assert ablation_source(None, None) is None
+    out = walkthrough(Registry(), "k", None, None)
+    assert "Pick an image" in out[0] and len(out) == 13  # message, 4 panels, 4 texts, custom (2), variants (2)
+    assert custom_combination(Registry(), "k", None, None, "teacher", "open") == (None, "Pick an image first.")
+
+
+def test_finetune_and_evaluate_handlers_refuse_without_a_browser(tmp_path):
+    import gradio as gr
+
+    from rdexpert.app.tab_evaluate import evaluate_checkpoint, open_row
+    from rdexpert.app.tab_finetune import cancel, finetune
+    from rdexpert.app.ui import AppConfig
+
+    registry = Registry()
+    cfg = AppConfig(registry=registry, workdir=tmp_path)
+    status, *_ = next(finetune(cfg, {}, None, None, None, None, "full", 64, 3, "x", None))
+    assert "Upload normal images" in status
+    assert "No fine-tune is running" in cancel({}, None)
+    assert evaluate_checkpoint(registry, {}, [], None)[0] == "Choose a checkpoint first."
+    assert "Cannot evaluate" in evaluate_checkpoint(registry, {}, [], "no such checkpoint")[0]
+    tabs, *rest = open_row(registry, "k", [], 0.5, _select([3, 1]))
+    assert all(r == tabs == gr.skip() for r in rest)  # nothing to open: every output left as it is
+
+
+def test_handlers_bound_for_gradio_keep_name_parameters_and_streaming():
+    import inspect as pyinspect
+
+    import gradio as gr
+
+    from rdexpert.app.common import bind
+    from rdexpert.app.tab_finetune import finetune
+    from rdexpert.app.tab_inspect import inspect_example
+
+    streaming = bind(finetune, object(), {})
+    assert streaming.__name__ == "finetune" and pyinspect.isgeneratorfunction(streaming)
+    assert list(pyinspect.signature(streaming).parameters)[0] == "normal"
+    assert streaming.__annotations__["request"] is gr.Request
+    plain = bind(inspect_example, Registry(), ["a.png"])
+    assert list(pyinspect.signature(plain).parameters) == ["key", "threshold", "evt"]
+    assert plain.__annotations__["evt"] is gr.SelectData and not pyinspect.isgeneratorfunction(plain)
+
+
+def test_variant_texts_and_notes_follow_the_variant_flags():
+    from rdexpert.app import views
+    from rdexpert.model import GATES, REFERENCES, VARIANTS
+
+    assert set(views.SWITCH_TEXT) == {(r, g) for r in REFERENCES for g in GATES}
+    for name, flags in VARIANTS.items():
+        text = views.variant_text(name)
+        assert ("trained teacher" in text) == flags.train_teacher and views.SKIP_TEXT[flags.skip] in text
+        assert bool(views.switch_note(name, "expert", "gated")) == (not flags.train_teacher)
+        assert bool(views.switch_note(name, "teacher", "open")) == (flags.skip != "gated")
+        assert views.switch_note(name, "teacher", "gated") == ""
+    assert views.variant_text("unknown") == "" and views.switch_note(None, "expert", "open") == ""
+
+
+def test_metrics_markdown_escapes_the_at_sign_and_says_when_there_is_nothing():
+    from rdexpert.app.views import NO_METRICS, metrics_markdown
+
+    table = metrics_markdown({"m": {"aupro": 0.5, "image_auroc": float("nan")}})
+    assert table.splitlines() == ["| model | I-AUROC | AUPRO&#64;0.3 |", "|---|---|---|", "| m | – | 50.0 |"]
+    assert metrics_markdown({"m": {}}) == NO_METRICS
+
+
+# ---------------------------------------------------------------------------------------------
+# the page, in Chromium
+# ---------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

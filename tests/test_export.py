@@ -9,7 +9,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from test_inference import CATEGORY, SIZE, one_thread, tiny_checkpoint, tiny_data  # noqa: F401 (fixtures)
+from conftest import CATEGORY, SIZE
 from torchvision.transforms.v2.functional import gaussian_blur as torchvision_blur
 
 from rdexpert.checkpoint import load_checkpoint
@@ -18,6 +18,8 @@ from rdexpert.data import image_to_tensor, load_image, resize_image
 from rdexpert.export import TOLERANCE, compare_with_onnxruntime, export_onnx
 from rdexpert.inference import Predictor
 from rdexpert.model.anomaly_map import blur_kernel_size, gaussian_blur
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

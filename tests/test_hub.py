@@ -14,41 +14,16 @@ from pathlib import Path
 import huggingface_hub
 import numpy as np
 import pytest
+from conftest import CATEGORY, REPO, SHA, put_in_cache
 from huggingface_hub import ModelCard
-from test_inference import CATEGORY, one_thread, tiny_checkpoint, tiny_data  # noqa: F401 (fixtures)
 
 from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, record_metrics, update_config
 from rdexpert.cli import main
-from rdexpert.hub import HubError, parse_reference, push_to_hub, resolve_checkpoint, stage_checkpoint
+from rdexpert.hub import HubError, parse_reference, resolve_checkpoint
+from rdexpert.hub.publish import push_to_hub, stage_checkpoint
 from rdexpert.inference import Predictor
 
-REPO = "acme/rdexpert-demo"
-SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
-def put_in_cache(cache: Path, checkpoint: Path, repo_id: str = REPO, category: str = CATEGORY, sha: str = SHA,
-                 ref: str = "main") -> Path:
-    """The standard Hugging Face cache layout: models--ORG--NAME/{refs/REF, snapshots/SHA/CATEGORY/...}."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / ref).write_text(sha)
-    folder = repo / "snapshots" / sha / category
-    folder.mkdir(parents=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        shutil.copyfile(checkpoint / name, folder / name)
-    return folder
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    """An empty cache that huggingface_hub uses, in offline mode (constants are read at import, so patch them)."""
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return cache
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_references_are_parsed_strictly():
@@ -107,18 +82,6 @@ def test_an_existing_local_folder_wins_over_a_hub_reference(tiny_checkpoint, tmp
     shutil.copytree(tiny_checkpoint, tmp_path / "acme" / "demo" / CATEGORY)
     folder, source = resolve_checkpoint(f"acme/demo/{CATEGORY}")
     assert source["type"] == "local" and folder == Path(f"acme/demo/{CATEGORY}")
-
-
-def test_cli_test_and_predict_take_hub_references(tiny_checkpoint, tiny_data, hub_cache, tmp_path):
-    put_in_cache(hub_cache, tiny_checkpoint)
-    ref = f"{REPO}/{CATEGORY}@{SHA}"
-    assert main(["predict", "--checkpoint", ref, "--input", str(tiny_data / CATEGORY / "test" / "good"),
-                 "--out", str(tmp_path / "p"), "--device", "cpu", "--no-overlays"]) == 0
-    assert (tmp_path / "p" / "predictions.csv").read_text().count("\n") == 3
-    args = ["test", "--checkpoint", ref, "--data-root", str(tiny_data), "--category", CATEGORY,
-            "--out", str(tmp_path / "t"), "--device", "cpu"]
-    assert main(args + ["--save-metrics"]) == 2  # would write into the read-only cache: refused
-    assert main(args) == 0 and (tmp_path / "t" / "metrics.json").is_file()
 
 
 # -- publishing -----------------------------------------------------------------------------------

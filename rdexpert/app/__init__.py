@@ -2,8 +2,9 @@
 
 The pieces that are plain Python (upload validation, fine-tune jobs, the
 checkpoint registry, pictures and plots) live in their own modules so tests can
-call them without a browser; :mod:`rdexpert.app.ui` wires them to Gradio and
-:mod:`rdexpert.app.server` builds and launches the page.
+call them without a browser; each tab's components and handlers are in its own
+``tab_*`` module, :mod:`rdexpert.app.ui` assembles them into the page, and
+:mod:`rdexpert.app.server` builds and launches it.
 """
 
 from .server import build_app, main, parse_args

@@ -36,7 +36,7 @@ def labelled_samples(entry: Entry, search: list[Path]) -> tuple[list[Sample], st
             f"{n} images: held-out normal images of the upload (also used for the threshold) and the uploaded "
             "defective images"
         )
-    dataset = (entry.config or {}).get("dataset") or {}
+    dataset = entry.info.dataset
     root, category = dataset.get("root"), dataset.get("category")
     if not root:
         raise NoTestSplit("This checkpoint's config.json names no dataset root, so there is no test split to use.")

@@ -20,13 +20,15 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import record_metrics, update_config
+from ..checkpoint import DEFAULT_SETTING, record_metrics, update_config
 from ..data import Sample, folder_samples, list_samples, split_holdout
-from .registry import DEFAULT_SETTING
+from ..model import VARIANTS
+from .registry import ABLATION_VARIANTS
 from .uploads import UploadedDataset
 
 IMAGE_SIZES = (64, 96, 128, 192, 256)
-VARIANT_CHOICES = ("full", "rd_gii", "rd_expert", "rd", "full_plain")
+# the full model first, then down the ablation ladder, then the other variants
+VARIANT_CHOICES = (*reversed(ABLATION_VARIANTS), *(v for v in VARIANTS if v not in ABLATION_VARIANTS))
 
 
 @dataclass(frozen=True)
@@ -66,20 +68,6 @@ class FineTuneSettings:
             raise ValueError(f"variant must be one of {VARIANT_CHOICES}, got {self.variant!r}")
         if self.batch_size is not None and not 1 <= int(self.batch_size) <= limits.max_batch_size:
             raise ValueError(f"batch size must be between 1 and {limits.max_batch_size}")
-
-
-def settings_from_checkpoint(
-    config: dict, name: str, iterations: int, image_size: int | None = None
-) -> FineTuneSettings:
-    """Reuse a checkpoint's backbone and variant (and image size unless given); weights are not reused."""
-    model = config.get("model", {})
-    return FineTuneSettings(
-        name=name,
-        variant=model.get("variant", "full"),
-        backbone=model.get("backbone"),
-        image_size=int(image_size or model.get("image_size", 256)),
-        iterations=int(iterations),
-    )
 
 
 @dataclass
@@ -229,7 +217,7 @@ def evaluation_samples(dataset: UploadedDataset, holdout_fraction: float, seed: 
 def evaluate_checkpoint(folder: Path, samples: list[Sample], device: str = "auto") -> dict:
     from ..checkpoint import load_checkpoint
     from ..evaluate import evaluate
-    from ..train import resolve_device
+    from ..runtime import resolve_device
 
     dev = resolve_device(device)
     model, _ = load_checkpoint(folder, map_location=dev)

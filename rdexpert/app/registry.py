@@ -14,9 +14,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, read_config
+from ..checkpoint import CONFIG_NAME, DEFAULT_SETTING, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
+from ..model import VARIANTS
 
-ABLATION_VARIANTS = ("rd", "rd_expert", "rd_gii", "full")
+# the paper's ablation ladder (DESIGN.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
+ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.skip != "plain")
 
 
 @dataclass
@@ -37,34 +39,35 @@ class Entry:
         return self.error is None and self.config is not None
 
     @property
+    def info(self) -> CheckpointInfo:
+        return CheckpointInfo.from_config(self.config)
+
+    @property
     def category(self) -> str | None:
-        return ((self.config or {}).get("dataset") or {}).get("category")
+        return self.info.category
 
     @property
     def variant(self) -> str | None:
-        return ((self.config or {}).get("model") or {}).get("variant")
+        return self.info.variant
 
     @property
     def image_size(self) -> int | None:
-        return ((self.config or {}).get("model") or {}).get("image_size")
+        return self.info.image_size
 
     @property
     def metrics(self) -> dict:
-        return flatten_metrics((self.config or {}).get("metrics") or {})
+        return flatten_metrics(self.info.metrics)
 
     def describe(self) -> str:
-        model = (self.config or {}).get("model") or {}
+        info = self.info
         parts = [
             f"**{self.key}**",
-            f"variant `{model.get('variant', '?')}`",
-            f"backbone `{model.get('backbone', '?')}`",
-            f"{model.get('image_size', '?')} px",
+            f"variant `{info.variant or '?'}`",
+            f"backbone `{info.backbone or '?'}`",
+            f"{info.image_size or '?'} px",
             f"source: {self.source} (`{self.ref}`)",
         ]
         return " · ".join(parts)
-
-
-DEFAULT_SETTING = "teacher/gated"  # the inference setting whose metrics describe a checkpoint
 
 
 def _numbers(section: dict) -> dict[str, float]:
@@ -89,10 +92,8 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
 
 
 def _label(config: dict, fallback: str) -> str:
-    dataset = config.get("dataset") or {}
-    model = config.get("model") or {}
-    category = dataset.get("category") or fallback
-    return f"{category} · {model.get('variant', '?')}"
+    info = CheckpointInfo.from_config(config)
+    return f"{info.category or fallback} · {info.variant or '?'}"
 
 
 class Registry:
@@ -107,7 +108,6 @@ class Registry:
         self._load_seconds: dict[str, float] = {}
         self._lock = threading.RLock()
         self._load_locks: dict[str, threading.Lock] = {}
-        self.evaluations: dict[str, object] = {}
 
     # -- discovery -------------------------------------------------------------------------------
     def _unique_key(self, base: str) -> str:

@@ -8,7 +8,8 @@ import math
 import cv2
 import numpy as np
 
-from ..evaluate import METRIC_NAMES
+from ..metrics import METRIC_NAMES, metrics_table, roc_curve
+from ..model import VARIANTS
 from ..viz import heatmap, overlay
 
 SCALE_NAMES = ("1/4 (stride 4)", "1/8 (stride 8)", "1/16 (stride 16)")
@@ -30,23 +31,33 @@ SWITCH_TEXT = {
     ("expert", "closed"): "Expert reference with the gate closed: both switches away from the default at once.",
 }
 
-VARIANT_TEXT = {
-    "rd": "plain reverse distillation: frozen teacher, no skips",
-    "rd_expert": "trained teacher + frozen expert, no skips",
-    "rd_gii": "frozen teacher, gated GII skips",
-    "full": "RD with Expert: trained teacher + expert + gated GII",
-    "full_plain": "like full, with plain (ungated) skips",
-}
+SKIP_TEXT = {"none": "no skips", "gated": "gated GII skips", "plain": "plain (ungated) skips"}
+
+
+def variant_text(name: str) -> str:
+    """What a variant trains, in a few words, read from its :class:`~rdexpert.model.Variant` flags."""
+    variant = VARIANTS.get(name)
+    if variant is None:
+        return ""
+    teacher = "trained teacher" if variant.train_teacher else "frozen teacher"
+    parts = [teacher + (" + expert targets" if variant.expert_targets else "")]
+    if variant.augmented_student:
+        parts.append("augmented student")
+    parts.append(SKIP_TEXT[variant.skip])
+    return ", ".join(parts)
 
 
 def switch_note(variant: str | None, reference: str, gate: str) -> str:
-    """Why a switch has no effect for some variants."""
+    """Why a switch has no effect for some variants (from the variant's flags)."""
+    flags = VARIANTS.get(variant)
+    if flags is None:
+        return ""
     notes = []
-    if variant in ("rd", "rd_gii") and reference == "expert":
+    if not flags.train_teacher and reference == "expert":
         notes.append("this variant's teacher *is* the frozen expert, so the reference switch changes nothing")
-    if variant in ("rd", "rd_expert") and gate != "gated":
+    if flags.skip == "none" and gate != "gated":
         notes.append("this variant has no GII skips, so the gate switch changes nothing")
-    if variant == "full_plain" and gate != "gated":
+    if flags.skip == "plain" and gate != "gated":
         notes.append("this variant uses plain skips, which have no gate")
     return ("Note: " + "; ".join(notes) + ".") if notes else ""
 
@@ -139,40 +150,42 @@ def progress_html(iteration: int, total: int, status: str, elapsed: float) -> st
     )
 
 
-def setting_metrics_line(config: dict | None, reference: str, gate: str) -> str:
-    """Stored test metrics of one inference setting (``metrics["teacher/open"]`` ...), as one short line."""
-    section = ((config or {}).get("metrics") or {}).get(f"{reference}/{gate}")
+def escape_at(text: str) -> str:
+    """"&#64;" for "@": keeps a metric name like "AUPRO@0.3" from being turned into an e-mail link."""
+    return text.replace("@", "&#64;")
+
+
+def metric_values(metrics: dict, keys=METRIC_NAMES) -> str:
+    """"I-AUROC 97.1, P-AUROC 98.0, ...": the ``keys`` that ``metrics`` holds as numbers, in percent."""
+    return ", ".join(
+        f"{escape_at(METRIC_NAMES[k])} {100 * metrics[k]:.1f}"
+        for k in keys
+        if isinstance(metrics.get(k), (int, float)) and not math.isnan(metrics[k])
+    )
+
+
+def setting_metrics_line(metrics: dict, reference: str, gate: str) -> str:
+    """Stored test metrics of one inference setting (a config's ``metrics["teacher/open"]`` ...), as one line."""
+    section = metrics.get(f"{reference}/{gate}")
     if not isinstance(section, dict):
         return ""
-    keys = ("image_auroc", "pixel_auroc", "aupro")
-    shown = [
-        f"{METRIC_NAMES[k].replace('@', '&#64;')} {100 * section[k]:.1f}"
-        for k in keys
-        if isinstance(section.get(k), (int, float)) and not math.isnan(section[k])
-    ]
+    shown = metric_values(section, ("image_auroc", "pixel_auroc", "aupro"))
     if not shown:
         return ""
     where = f" ({section['images']} test images)" if section.get("images") else ""
-    return f"Stored test metrics of this setting{where}: " + ", ".join(shown) + "."
+    return f"Stored test metrics of this setting{where}: {shown}."
+
+
+NO_METRICS = "_no stored metrics (`rdexpert test --save-metrics` stores them in a checkpoint's config.json)_"
 
 
 def metrics_markdown(rows: dict[str, dict[str, float]], first_column: str = "model") -> str:
-    """Metrics in percent; keys missing from a row are shown as –."""
-    names = [k for k in METRIC_NAMES if any(k in m for m in rows.values())]
-    if not names:
-        return "_no stored metrics (`rdexpert test --save-metrics` stores them in a checkpoint's config.json)_"
-    # "&#64;": keep "AUPRO@0.3" from being turned into an e-mail link
-    lines = [
-        f"| {first_column} | " + " | ".join(METRIC_NAMES[k].replace("@", "&#64;") for k in names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    for name, metrics in rows.items():
-        cells = []
-        for k in names:
-            v = metrics.get(k)
-            cells.append("–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """:func:`rdexpert.metrics.metrics_table` for the page: "&#64;" in the header, a note when there is nothing."""
+    table = metrics_table(rows, first_column)
+    if not table:
+        return NO_METRICS
+    header, _, body = table.partition("\n")
+    return escape_at(header) + "\n" + body.rstrip("\n")
 
 
 # -- plotly ------------------------------------------------------------------------------------
@@ -198,19 +211,11 @@ def loss_figure(history: dict):
 
 
 def roc_points(scores: np.ndarray, labels: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """False/true positive rates at every distinct score (subsampled to ``max_points``), tie-aware."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    labels = np.asarray(labels).astype(bool).ravel()
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    tp = np.cumsum(y)[last]
-    fp = np.cumsum(~y)[last]
-    tpr = np.r_[0, tp / max(y.sum(), 1)]
-    fpr = np.r_[0, fp / max((~y).sum(), 1)]
+    """:func:`rdexpert.metrics.roc_curve`, thinned to about ``max_points`` for plotting (the ends are kept)."""
+    fpr, tpr = roc_curve(scores, labels)
     if tpr.size > max_points:
         keep = np.unique(np.r_[np.linspace(0, tpr.size - 1, max_points).astype(int), tpr.size - 1])
-        tpr, fpr = tpr[keep], fpr[keep]
+        fpr, tpr = fpr[keep], tpr[keep]
     return fpr, tpr
 
 

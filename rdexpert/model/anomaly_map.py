@@ -20,9 +20,12 @@ class AnomalyMaps:
     score: torch.Tensor
 
 
-def cosine_distance_map(student: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """1 - cosine over channels, per pixel: (B, C, h, w) x2 -> (B, 1, h, w)."""
-    return 1 - F.cosine_similarity(student.float(), reference.float(), dim=1).unsqueeze(1)
+def pixel_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 - cosine over channels, per pixel, in float32: (B, C, h, w) x2 -> (B, h, w).
+
+    The anomaly measure of the maps, and the teacher loss's per-pixel term (rdexpert.losses).
+    """
+    return 1 - F.cosine_similarity(a.float(), b.float(), dim=1)
 
 
 def blur_kernel_size(sigma: float) -> int:
@@ -57,7 +60,7 @@ def compute_anomaly_maps(
 ) -> AnomalyMaps:
     """Map each scale, upsample bilinearly to ``size``, sum, blur with a Gaussian; score = max of the map."""
     scales = [
-        F.interpolate(cosine_distance_map(s, r), size=size, mode="bilinear", align_corners=False)
+        F.interpolate(pixel_cosine_distance(s, r).unsqueeze(1), size=size, mode="bilinear", align_corners=False)
         for s, r in zip(student, reference)
     ]
     fused = torch.stack(scales).sum(0)

@@ -1,0 +1,145 @@
+"""Robustness suite (issue 13): `rd` vs `full` on metal_plate under conditions that mimic other
+products, and on texture categories built from DTD; several seeds; mean ± std.
+
+    python bench/robustness.py                          # all rows, rd / full / full_batchnorm, seeds 111 112 113
+    python bench/robustness.py --rows dark grey --seeds 111 --iterations 100   # a quick look
+
+Rows (data built by bench/robustness_data.py into bench/runs/data, never written to ../shared):
+
+    metal_plate_dtd   the shipped setup: MPDD metal_plate, DTD textures, its table foreground
+    plain             metal_plate as an unknown category: procedural textures, automatic foreground
+    dark, grey, nonsquare   the same with darkened / grey / 4:3-squashed images
+    dtd_bubbly_cracked, dtd_blotchy_crystalline   normal = a DTD class, defects = another class pasted in
+
+Columns: `rd`; `full` as shipped (teacher BatchNorm on the expert's statistics, default reference
+chosen by the training health check); `full_batchnorm` = `full` with the teacher's BatchNorm
+in training mode (the released code's behaviour, the cause of the collapse). Every model is the
+final iterate; the test split is only used for the reported metrics. Runs are cached in
+bench/runs/robustness/ so an interrupted suite resumes. Results: bench/results/robustness.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from machine import machine_info, machine_line  # noqa: E402
+from robustness_data import CONDITIONS, SHARED, build_dtd, build_metal  # noqa: E402
+
+ROWS = ("metal_plate_dtd", *CONDITIONS, "dtd_bubbly_cracked", "dtd_blotchy_crystalline")
+VARIANTS = {  # column -> (variant, teacher BatchNorm)
+    "rd": ("rd", "frozen"),
+    "full": ("full", "frozen"),
+    "full_batchnorm": ("full", "batch"),
+}
+METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"))
+WORK = HERE / "runs" / "robustness"
+
+
+def row_data(row: str) -> tuple[str, str, str | None]:
+    """(data root, category, texture folder or None for procedural textures)."""
+    if row == "metal_plate_dtd":
+        return str(SHARED / "mpdd"), "metal_plate", str(SHARED / "dtd" / "images")
+    if row.startswith("dtd_"):
+        _, normal, other = row.split("_")
+        return str(build_dtd(normal, other)), row, None
+    return str(build_metal(row)), "plate", None
+
+
+def run_one(row: str, column: str, seed: int, iterations: int, image_size: int) -> dict:
+    """Train one model and test it with its default setting; cached in WORK."""
+    import torch
+
+    torch.set_num_threads(1)
+    from rdexpert.checkpoint import CheckpointInfo, load_checkpoint
+    from rdexpert.evaluate import evaluate_split
+    from rdexpert.io import read_json, write_json
+    from rdexpert.train import TrainConfig, train
+
+    out = WORK / f"{row}_{column}_{image_size}px_{iterations}it_s{seed}"
+    done = out / "result.json"
+    if done.is_file():
+        return read_json(done)
+    root, category, textures = row_data(row)
+    variant, teacher_bn = VARIANTS[column]
+    config = TrainConfig(data_root=root, category=category, out=str(out), variant=variant, preset="cpu",
+                         iterations=iterations, image_size=image_size, seed=seed, textures=textures,
+                         teacher_bn=teacher_bn, num_workers=0)
+    train(config, progress=False)
+    model, saved = load_checkpoint(out)
+    info = CheckpointInfo.from_config(saved)
+    metrics = evaluate_split(model, root, category, reference=info.default_reference, progress=False).metrics
+    result = {"row": row, "column": column, "seed": seed, "reference": info.default_reference,
+              "health": saved.get("health", {}).get("final"), **{k: metrics[k] for k, _ in METRICS}}
+    write_json(done, result)
+    return result
+
+
+def _cell(values: list[float]) -> str:
+    mean = 100 * statistics.fmean(values)
+    std = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def table(results: list[dict], columns: list[str], seeds: list[int], header: str) -> str:
+    lines = [header, "", "| row | metric | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
+    rows = list(dict.fromkeys(r["row"] for r in results))
+    for row in rows:
+        for key, name in METRICS:
+            cells = []
+            for column in columns:
+                values = [r[key] for r in results if r["row"] == row and r["column"] == column]
+                cells.append(_cell(values) if values else "—")
+            lines.append(f"| {row} | {name} | " + " | ".join(cells) + " |")
+        refs = [r["reference"] for r in results if r["row"] == row and r["column"] == "full"]
+        if refs:
+            lines.append(f"| {row} | `full` default reference | " + ", ".join(refs) + " |" + " |" * (len(columns) - 1))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--columns", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[111, 112, 113])
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    args = parser.parse_args()
+
+    for row in args.rows:  # build the data once, before the workers start
+        row_data(row)
+    jobs = [(row, column, seed, args.iterations, args.image_size)
+            for seed in args.seeds for row in args.rows for column in args.columns]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = []
+        for result in pool.map(run_one, *zip(*jobs)):
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    header = "\n".join([
+        "# Robustness: `rd` vs `full` under other products' conditions",
+        "",
+        f"Budget: preset cpu (tf_efficientnet_lite0), {args.image_size} px, batch 4, {args.iterations} iterations, "
+        f"seeds {', '.join(map(str, args.seeds))}; mean ± std over seeds, in percent. Final models, no test-set selection.",
+        f"Machine: {machine_line()}.",
+        f"Command: `python bench/robustness.py {' '.join(sys.argv[1:])}`".rstrip(),
+    ])
+    text = table(results, args.columns, args.seeds, header)
+    print(text)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "robustness.md").write_text(text)
+    (HERE / "results" / "robustness.json").write_text(json.dumps(
+        {"args": vars(args), "machine": machine_info(), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The top of the page: title, start-up messages and the checkpoint picker every model tab uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import views
+from .common import AppConfig
+from .registry import Registry
+
+INTRO = (
+    "Reverse distillation with an **Expert–Teacher–Student** network and **Guided Information Injection** "
+    "(GII): a frozen pretrained *expert*, a *teacher* trained to keep normal features close to the expert's "
+    "and push defects away, and a *student* that rebuilds anomaly-free features. Where the student cannot "
+    "rebuild the teacher's features, the image is anomalous."
+)
+
+
+def first_choice(registry: Registry) -> str | None:
+    """The checkpoint selected when the page opens: a shipped one when there is one."""
+    choices = registry.choices()
+    shipped = [k for k in choices if registry.get(k).source == "shipped"]
+    return (shipped or choices or [None])[0]
+
+
+def banner(registry: Registry) -> str:
+    """Start-up problems (no usable checkpoint, broken ones) as warnings above the tabs."""
+    parts = []
+    if not registry.choices():
+        parts.append(
+            views.message_html(
+                "No checkpoint could be loaded, so Inspect, Ablations and Evaluate have nothing to run. "
+                "Start the app with --checkpoints DIR or --hub-repo ORG/NAME, or fine-tune a model in the "
+                "Fine-tune tab.",
+                "warning",
+            )
+        )
+    parts += [views.message_html(m, "warning") for m in registry.messages]
+    return "".join(parts)
+
+
+def describe(registry: Registry, key: str | None) -> str:
+    """One line about the selected checkpoint, with its stored metrics."""
+    if not key:
+        return "_no checkpoint selected_"
+    entry = registry.get(key)
+    text = entry.describe()
+    if entry.metrics:
+        text += f"<br>stored metrics: {views.metric_values(entry.metrics)}"
+    return text
+
+
+@dataclass
+class Header:
+    checkpoint: gr.Dropdown
+    checkpoint_info: gr.Markdown
+    banner: gr.HTML
+
+
+def build(cfg: AppConfig) -> Header:
+    """Title, banner and checkpoint picker (inside the page's Blocks)."""
+    gr.Markdown(f"# {cfg.title}\n{INTRO}")
+    banner_html = gr.HTML(banner(cfg.registry), elem_id="rdx-banner")
+    with gr.Row():
+        checkpoint = gr.Dropdown(
+            cfg.registry.choices(),
+            value=first_choice(cfg.registry),
+            label="Checkpoint",
+            info="Used by Inspect, Ablations and Evaluate",
+            elem_id="rdx-checkpoint",
+            scale=3,
+        )
+        checkpoint_info = gr.Markdown(elem_id="rdx-checkpoint-info")
+    return Header(checkpoint, checkpoint_info, banner_html)

@@ -1,0 +1,206 @@
+"""The Ablations tab: one image under the inference-time switches, and beside the other trained variants.
+
+The switches (reference teacher/expert, GII gate) need no retraining, so every
+panel is the same checkpoint run with other arguments; the variants are other
+checkpoints of the same category, found in the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from ..checkpoint import CheckpointError
+from ..model import GATES, REFERENCES
+from . import views
+from .common import AppConfig, bind, examples_gallery
+from .registry import ABLATION_VARIANTS, Entry, Registry
+from .tab_inspect import InspectState
+
+WALKTHROUGH = (("teacher", "gated"), ("expert", "gated"), ("teacher", "open"), ("teacher", "closed"))
+
+INTRO = (
+    "The same image under the **inference-time switches** of a trained model (no retraining): the "
+    "reference the student is compared with (trained **teacher** or frozen **expert**), and the GII "
+    "gate (**gated**, **open**: inject all teacher detail, **closed**: inject none). The threshold was "
+    "calibrated for teacher + gated, so compare the maps more than the verdicts. Uses the image "
+    "selected in Inspect, or click an example."
+)
+
+
+def ablation_source(state: InspectState | None, source):
+    """The clicked example, else the image selected in Inspect, else None."""
+    if source is not None:
+        return source
+    if state and state.items:
+        return state.current.source
+    return None
+
+
+def one_panel(predictor, entry: Entry, source, reference: str, gate: str):
+    """(overlay, markdown) of one switch setting."""
+    p = predictor.predict(source, reference=reference, gate=gate)
+    nmap = predictor.map_to_normalized(p.anomaly_map)
+    word = "anomalous" if p.normalized_score >= 0.5 else "normal"
+    text = (
+        f"**{reference} · {gate}** — calibrated score {p.normalized_score:.3f} ({word}), "
+        f"raw {p.score:.4f}.\n\n{views.SWITCH_TEXT[(reference, gate)]}"
+    )
+    stored = views.setting_metrics_line(entry.info.metrics, reference, gate)
+    if stored:
+        text += f"\n\n{stored}"
+    note = views.switch_note(entry.variant, reference, gate)
+    if note:
+        text += f"\n\n_{note}_"
+    return views.fused_overlay(p.image, nmap, 0.5), text
+
+
+def variant_comparison(registry: Registry, entry: Entry, source):
+    """(gallery, markdown): the same image under each trained variant of ``entry``'s category."""
+    found = registry.variants(entry.category)
+    if len(found) < 2:
+        missing = [v for v in ABLATION_VARIANTS if v not in found]
+        return None, (
+            f"Only {', '.join(f'`{v}`' for v in found) or 'no'} checkpoint(s) of category "
+            f"`{entry.category}` are loaded. Train the others (`rdexpert train --variant "
+            f"{missing[0] if missing else 'rd'} ...`) and start the app with `--checkpoints DIR` to compare "
+            "the ablation variants here, with their stored metrics."
+        )
+    gallery, rows = [], {}
+    for variant, e in found.items():
+        predictor = registry.predictor(e.key)
+        p = predictor.predict(source)
+        nmap = predictor.map_to_normalized(p.anomaly_map)
+        text = views.variant_text(variant)
+        gallery.append((views.fused_overlay(p.image, nmap, 0.5), f"{variant}: {p.normalized_score:.2f} — {text}"))
+        rows[f"`{variant}` ({text})"] = e.metrics
+    return gallery, (
+        "Stored test metrics of each variant (%, from its config.json):\n\n" + views.metrics_markdown(rows, "variant")
+    )
+
+
+def walkthrough(registry: Registry, key: str | None, state: InspectState | None, source):
+    """(message, 4 overlays, 4 texts, custom overlay, custom text, variants gallery, variants text)."""
+    blank = [None] * len(WALKTHROUGH) + [""] * len(WALKTHROUGH)
+    src = ablation_source(state, source)
+    if not key or src is None:
+        message = views.message_html("Pick an image: inspect one first, or click an example above.", "info")
+        return (message, *blank, None, "", None, "")
+    try:
+        entry = registry.get(key)
+        predictor = registry.predictor(key)
+        panels = [one_panel(predictor, entry, src, r, g) for r, g in WALKTHROUGH]
+        variants_gallery, variants_text = variant_comparison(registry, entry, src)
+    except (CheckpointError, KeyError) as error:
+        return (views.message_html(f"Checkpoint error: {error}", "error"), *blank, None, "", None, "")
+    custom, custom_text = panels[0]
+    name = Path(src).name if isinstance(src, (str, Path)) else "the Inspect image"
+    return (
+        views.message_html(f"Image: {name} · checkpoint: {key} (variant {entry.variant})", "info"),
+        *[p[0] for p in panels],
+        *[p[1] for p in panels],
+        custom,
+        custom_text,
+        variants_gallery,
+        variants_text,
+    )
+
+
+def walkthrough_example(registry: Registry, example_paths: list[str], key, state, evt: gr.SelectData):
+    """A clicked example becomes the tab's image (kept for the radio buttons)."""
+    path = example_paths[evt.index]
+    return (path, *walkthrough(registry, key, state, path))
+
+
+def walkthrough_inspect(registry: Registry, key, state):
+    return (None, *walkthrough(registry, key, state, None))
+
+
+def custom_combination(registry: Registry, key, state, source, reference: str, gate: str):
+    src = ablation_source(state, source)
+    if not key or src is None:
+        return None, "Pick an image first."
+    try:
+        return one_panel(registry.predictor(key), registry.get(key), src, reference, gate)
+    except (CheckpointError, KeyError) as error:
+        return None, f"Checkpoint error: {error}"
+
+
+@dataclass
+class AblationsTab:
+    source: gr.State  # the clicked example, or None for the Inspect image
+    examples: gr.Gallery
+    run: gr.Button
+    reference: gr.Radio
+    gate: gr.Radio
+    outputs: list  # what walkthrough() returns, in order
+    custom: list  # what custom_combination() returns
+
+
+def build(cfg: AppConfig) -> AblationsTab:
+    """The tab's components (inside ``gr.Tab``)."""
+    gr.Markdown(INTRO)
+    source = gr.State(None)
+    with gr.Row():
+        examples = examples_gallery(cfg, "Examples", "rdx-abl-examples", columns=6, height=130, scale=3)
+        run = gr.Button("Run the walkthrough on the Inspect image", elem_id="rdx-abl-run", scale=1)
+    message = gr.HTML(elem_id="rdx-abl-message")
+    images, texts = [], []
+    with gr.Row():
+        for k, (ref, gate) in enumerate(WALKTHROUGH):
+            with gr.Column(min_width=180):
+                images.append(
+                    gr.Image(
+                        label=f"reference {ref} · GII {gate}",
+                        interactive=False,
+                        height=220,
+                        elem_id=f"rdx-abl-{ref}-{gate}",
+                    )
+                )
+                texts.append(gr.Markdown(elem_id=f"rdx-abl-text-{k}"))
+    gr.Markdown("### Try any combination")
+    with gr.Row():
+        with gr.Column(scale=1):
+            reference = gr.Radio(list(REFERENCES), value="teacher", label="Reference", elem_id="rdx-abl-reference")
+            gate = gr.Radio(list(GATES), value="gated", label="GII gate", elem_id="rdx-abl-gate")
+        with gr.Column(scale=1):
+            custom = gr.Image(label="Chosen combination", interactive=False, height=260, elem_id="rdx-abl-custom")
+        custom_text = gr.Markdown(elem_id="rdx-abl-custom-text")
+    gr.Markdown("### Trained variants of this category")
+    variants = gr.Gallery(
+        label="Variants (same image, each with its own calibration)",
+        columns=5,
+        height=280,
+        allow_preview=False,
+        elem_id="rdx-abl-variants",
+        fit_columns=False,
+        object_fit="contain",
+    )
+    variants_text = gr.Markdown(elem_id="rdx-abl-variants-text")
+    outputs = [message, *images, *texts, custom, custom_text, variants, variants_text]
+    return AblationsTab(source, examples, run, reference, gate, outputs, [custom, custom_text])
+
+
+def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_state: gr.State) -> None:
+    registry = cfg.registry
+    tab.run.click(
+        bind(walkthrough_inspect, registry),
+        [checkpoint, inspect_state],
+        [tab.source, *tab.outputs],
+        concurrency_id="inspect",
+    )
+    tab.examples.select(
+        bind(walkthrough_example, registry, cfg.example_paths),
+        [checkpoint, inspect_state],
+        [tab.source, *tab.outputs],
+        concurrency_id="inspect",
+    )
+    for radio in (tab.reference, tab.gate):
+        radio.change(
+            bind(custom_combination, registry),
+            [checkpoint, inspect_state, tab.source, tab.reference, tab.gate],
+            tab.custom,
+            concurrency_id="inspect",
+        )

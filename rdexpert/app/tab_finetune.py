@@ -1,0 +1,244 @@
+"""The Fine-tune tab: train on uploaded images in the background and stream progress to the page.
+
+Training is a :class:`~rdexpert.app.finetune.FineTuneJob` (one per browser
+session, kept in ``jobs``); the handler here only validates the upload, starts
+the job, polls it and turns its snapshots into progress HTML and a loss plot.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import views
+from .common import AppConfig, bind
+from .finetune import IMAGE_SIZES, VARIANT_CHOICES, FineTuneJob, FineTuneSettings
+from .registry import Registry
+from .uploads import UploadError, prepare_dataset
+
+PRETRAINED_CHOICE = "pretrained backbone (defaults)"
+PLOT_SECONDS = 2.0  # the loss plot is redrawn at most this often while training
+POLL_SECONDS = 0.5
+
+
+def intro(cfg: AppConfig) -> str:
+    ul, fl = cfg.upload_limits, cfg.finetune_limits
+    return (
+        "Train a model on **your own normal images** (optionally with defective images, with or without "
+        "masks, to measure it). Upload images, or **one .zip**: images at its top level or in `good/` / "
+        "`normal/` are normal, in `defect/` (`bad/`, `anomaly/`, MVTec `test/<type>/`) defective, in "
+        "`mask/` (`ground_truth/`) masks matched by name (`x.png` or `x_mask.png`). Training starts from "
+        "the pretrained backbone; the threshold is calibrated on held-out normal images at the end, and "
+        "the model becomes selectable above.\n\n"
+        f"**Limits:** {ul.describe()}; {fl.min_iterations}–{fl.max_iterations} iterations. Zips with "
+        "absolute paths, `..` entries, links or non-image files are refused. One fine-tune runs at a "
+        "time (others wait in the queue). On 2 CPU cores an iteration of `full` at 256 px takes about 2 s "
+        "(the default 150 iterations: about 5 minutes); 128 px is about 4x faster. Cancel keeps nothing "
+        "selectable (the partial state stays on disk)."
+    )
+
+
+def slug(text: str) -> str:
+    """A name safe for folders and checkpoint keys."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "model"
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def checkpoint_choices(registry: Registry):
+    """Fresh choices for the checkpoint picker and the "Start from" list (after a fine-tune, on page load)."""
+    choices = registry.choices()
+    return gr.Dropdown(choices=choices), gr.Dropdown(choices=[PRETRAINED_CHOICE] + choices)
+
+
+def _settings(registry: Registry, base, variant, size, iterations, name) -> tuple[FineTuneSettings, str]:
+    """The run's settings and where they came from: a checkpoint's model settings, or the choices made."""
+    if base and base != PRETRAINED_CHOICE:
+        info = registry.get(base).info
+        backbone, variant, size = info.backbone, info.variant or variant, info.image_size or size
+        origin = f"settings of `{base}`"
+    else:
+        backbone, origin = None, "the pretrained backbone"
+    settings = FineTuneSettings(
+        name=slug(name),
+        variant=variant,
+        backbone=backbone,
+        image_size=int(size),
+        iterations=int(iterations),
+        device=registry.device,
+    )
+    return settings, origin
+
+
+def _finished_text(entry, job: FineTuneJob, metrics: dict | None, has_defects: bool) -> str:
+    info = entry.info
+    thr = info.threshold
+    text = (
+        f"**Finished**: `{entry.key}` is now selectable in the checkpoint list. Threshold calibrated on "
+        f"{len(info.calibration.get('holdout_scores', []))} held-out normal image(s): raw "
+        f"{thr:.4f}."
+        if thr is not None
+        else f"**Finished**: `{entry.key}` (no threshold calibrated)."
+    )
+    if metrics:
+        text += (
+            f"\n\nMetrics on {len(job.eval_samples)} labelled images (held-out normal + uploaded "
+            "defective):\n\n" + views.metrics_markdown({entry.key: metrics})
+        )
+    elif has_defects:
+        text += "\n\nNo metrics: the evaluation needs normal and defective images."
+    else:
+        text += "\n\nNo metrics: upload defective images to measure the model."
+    return text
+
+
+def finetune(
+    cfg: AppConfig, jobs: dict, normal, defect, masks, base, variant, size, iterations, name, request: gr.Request
+):
+    """Yields (status html, loss plot, result markdown, archive) until the job ends."""
+    registry = cfg.registry
+    job_id = f"{slug(name)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if not normal:
+        yield (views.message_html("Upload normal images (or a .zip) first.", "error"), None, "", None)
+        return
+    try:
+        dataset = prepare_dataset(cfg.workdir / "uploads" / job_id, normal, defect, masks, cfg.upload_limits)
+    except UploadError as error:
+        yield (views.message_html(f"Upload refused: {error}", "error"), None, "", None)
+        return
+    settings, origin = _settings(registry, base, variant, size, iterations, name)
+    try:
+        settings.validate(cfg.finetune_limits)
+    except ValueError as error:
+        yield (views.message_html(str(error), "error"), None, "", None)
+        return
+    job = FineTuneJob(settings, dataset, cfg.workdir / "finetuned" / job_id)
+    previous = jobs.get(_session(request))
+    if previous is not None and previous.running:
+        previous.cancel()
+    jobs[_session(request)] = job
+    job.start()
+    about = (
+        f"Accepted {dataset.summary()}. Training from {origin}: variant {settings.variant}, "
+        f"{settings.image_size} px, {settings.iterations} iterations."
+    )
+    try:
+        last_plot = -1.0
+        while job.running:
+            snap = job.snapshot()
+            plot = gr.skip()
+            if time.perf_counter() - last_plot > PLOT_SECONDS and snap["history"]["iteration"]:
+                plot, last_plot = views.loss_figure(snap["history"]), time.perf_counter()
+            progress = views.progress_html(snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"])
+            yield (progress + f'<div class="rdx-small">{about}</div>', plot, gr.skip(), gr.skip())
+            time.sleep(POLL_SECONDS)
+    finally:
+        if job.running:  # the page went away: stop the training thread too
+            job.cancel()
+    snap = job.snapshot()
+    plot = views.loss_figure(snap["history"]) if snap["history"]["iteration"] else None
+    progress = views.progress_html(snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"])
+    if job.status == "cancelled":
+        message = views.message_html(f"Cancelled at iteration {snap['iteration']}. {about}", "warning")
+        yield (progress + message, plot, "", None)
+        return
+    if job.status != "done":
+        yield (progress + views.message_html(f"Fine-tuning failed: {job.error}", "error"), plot, "", None)
+        return
+    entry = registry.add_local(job.out, source="fine-tuned", name=settings.name)
+    entry.eval_samples, entry.archive = job.eval_samples or None, job.archive
+    yield (
+        progress + views.message_html(f"Done in {snap['elapsed']:.0f} s. {about}", "ok"),
+        plot,
+        _finished_text(entry, job, snap["metrics"], bool(dataset.defect)),
+        str(job.archive),
+    )
+
+
+def finetune_done(registry: Registry):
+    return checkpoint_choices(registry)
+
+
+def cancel(jobs: dict, request: gr.Request):
+    job = jobs.get(_session(request))
+    if job is None or not job.running:
+        return views.message_html("No fine-tune is running in this session.", "info")
+    job.cancel()
+    return views.message_html("Cancelling: the run stops after the current iteration and saves its state.", "warning")
+
+
+@dataclass
+class FineTuneTab:
+    inputs: list  # normal, defect, masks, base, variant, size, iterations, name: finetune()'s inputs
+    start: gr.Button
+    cancel: gr.Button
+    outputs: list  # status, plot, metrics, download: what finetune() yields
+
+    @property
+    def base(self) -> gr.Dropdown:
+        return self.inputs[3]
+
+
+def _files(label: str, elem_id: str) -> gr.File:
+    return gr.File(label=label, file_count="multiple", file_types=["image", ".zip"], elem_id=elem_id)
+
+
+def build(cfg: AppConfig) -> FineTuneTab:
+    """The tab's components (inside ``gr.Tab``)."""
+    fl = cfg.finetune_limits
+    gr.Markdown(intro(cfg))
+    with gr.Row():
+        normal = _files("Normal images or one .zip", "rdx-ft-normal")
+        defect = _files("Defective images (optional)", "rdx-ft-defect")
+        masks = _files("Masks of the defective images (optional)", "rdx-ft-masks")
+    with gr.Row():
+        base = gr.Dropdown(
+            [PRETRAINED_CHOICE] + cfg.registry.choices(),
+            value=PRETRAINED_CHOICE,
+            label="Start from",
+            info="a checkpoint's backbone, variant and image size (not its weights)",
+            elem_id="rdx-ft-base",
+            scale=2,
+        )
+        variant = gr.Dropdown(list(VARIANT_CHOICES), value="full", label="Variant", elem_id="rdx-ft-variant")
+        size = gr.Dropdown(
+            [int(s) for s in IMAGE_SIZES], value=fl.default_image_size, label="Image size (px)", elem_id="rdx-ft-size"
+        )
+        iterations = gr.Slider(
+            fl.min_iterations,
+            fl.max_iterations,
+            value=fl.default_iterations,
+            step=1,
+            label="Iterations",
+            elem_id="rdx-ft-iterations",
+        )
+        name = gr.Textbox(value="my-parts", label="Name", elem_id="rdx-ft-name")
+    with gr.Row():
+        start = gr.Button("Start fine-tuning", variant="primary", elem_id="rdx-ft-start")
+        stop = gr.Button("Cancel", variant="stop", elem_id="rdx-ft-cancel")
+    status = gr.HTML(elem_id="rdx-ft-status")
+    plot = gr.Plot(label="Loss", elem_id="rdx-ft-plot")
+    metrics = gr.Markdown(elem_id="rdx-ft-metrics")
+    download = gr.File(label="Checkpoint folder (zip)", interactive=False, elem_id="rdx-ft-download")
+    inputs = [normal, defect, masks, base, variant, size, iterations, name]
+    return FineTuneTab(inputs, start, stop, [status, plot, metrics, download])
+
+
+def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
+    jobs: dict[str, FineTuneJob] = {}  # the latest job of each browser session
+    event = tab.start.click(
+        bind(finetune, cfg, jobs),
+        tab.inputs,
+        tab.outputs,
+        concurrency_id="finetune",
+        concurrency_limit=1,
+        show_progress="minimal",
+    )
+    event.then(bind(finetune_done, cfg.registry), outputs=[checkpoint, tab.base], queue=False)
+    tab.cancel.click(bind(cancel, jobs), outputs=tab.outputs[0], queue=False)

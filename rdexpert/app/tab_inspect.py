@@ -1,0 +1,298 @@
+"""The Inspect tab: run the network once on a few images, then redraw for any threshold.
+
+The network's output for the last request is kept in an :class:`InspectState`
+(in a ``gr.State``), so moving the threshold slider or picking another result
+only redraws pictures from it: the network does not run again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..checkpoint import CheckpointError
+from . import views
+from .common import AppConfig, bind, examples_gallery
+from .header import describe
+from .registry import Registry
+from .uploads import UploadError
+
+MAX_INSPECT_IMAGES = 16
+
+
+@dataclass(frozen=True, eq=False)  # numpy fields: identity, not value, comparison
+class InspectItem:
+    """One image's result, as much of it as the page redraws from."""
+
+    name: str
+    path: str | None  # the file, when the image came from one
+    image: np.ndarray  # the resized input the maps align with
+    normalized_map: np.ndarray  # calibrated anomaly map: 0.5 is the calibrated threshold
+    scale_maps: list[np.ndarray]
+    score: float  # raw
+    normalized_score: float  # calibrated
+
+    @property
+    def source(self) -> str | np.ndarray:
+        """What to run the network on again (another checkpoint, the ablations)."""
+        return self.path or self.image
+
+
+@dataclass(frozen=True, eq=False)  # numpy fields: identity, not value, comparison
+class InspectState:
+    """The last Inspect run: every image's result and which one is shown."""
+
+    key: str  # the checkpoint
+    items: list[InspectItem]
+    seconds: float  # network time for all items
+    device: str
+    raw_threshold: float | None
+    load_seconds: float | None  # set when this run loaded the model
+    selected: int = 0
+
+    @property
+    def current(self) -> InspectItem:
+        return self.items[min(int(self.selected), len(self.items) - 1)]
+
+    def select(self, index: int) -> InspectState:
+        return replace(self, selected=min(int(index), len(self.items) - 1))
+
+
+# -- plain functions of the state ----------------------------------------------------------------
+def check_image(path: str) -> None:
+    """Refuse a file PIL cannot read before the network sees it."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UploadError(f"'{Path(path).name}' is not an image this app can read.") from None
+
+
+def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
+    """Run the network once on ``sources`` (paths or arrays)."""
+    was_loaded = registry.is_loaded(key)
+    predictor = registry.predictor(key)
+    began = time.perf_counter()
+    predictions = predictor.predict(list(sources))
+    seconds = time.perf_counter() - began
+    items = []
+    for source, p in zip(sources, predictions):
+        from_file = isinstance(source, (str, Path))
+        items.append(
+            InspectItem(
+                name=Path(p.path).name if p.path else (Path(source).name if from_file else "image"),
+                path=p.path or (str(source) if from_file else None),
+                image=p.image,
+                normalized_map=np.asarray(predictor.map_to_normalized(p.anomaly_map), np.float32),
+                scale_maps=[np.asarray(m, np.float32) for m in p.scale_maps],
+                score=float(p.score),
+                normalized_score=float(p.normalized_score),
+            )
+        )
+    return InspectState(
+        key=key,
+        items=items,
+        seconds=seconds,
+        device=str(predictor.device),
+        raw_threshold=float(predictor.threshold) if predictor.threshold is not None else None,
+        load_seconds=None if was_loaded else registry.load_seconds(key),
+    )
+
+
+def render_inspect(state: InspectState | None, threshold: float):
+    """(results gallery, input, fused overlay, 3 scale maps, verdict html, info markdown) from the state."""
+    if state is None or not state.items:
+        return (gr.Gallery(value=None, visible=False), None, None, None, None, None, "", "")
+    gallery = []
+    for item in state.items:
+        verdict = "ANOMALOUS" if item.normalized_score >= threshold else "normal"
+        gallery.append(
+            (
+                views.fused_overlay(item.image, item.normalized_map, threshold),
+                f"{item.name}: {item.normalized_score:.2f} {verdict}",
+            )
+        )
+    item = state.current
+    n = len(state.items)
+    timing = f"{n} image{'s' if n > 1 else ''} in {state.seconds:.2f} s ({1000 * state.seconds / n:.0f} ms per image)"
+    if state.load_seconds:
+        timing += f"; model loaded in {state.load_seconds:.1f} s (first use)"
+    extra = f"device <b>{state.device}</b> · {timing}"
+    info = (
+        f"**{item.name}** — checkpoint `{state.key}`. Heat map: calibrated anomaly map (blue 0 … red 1, "
+        f"the calibrated threshold is 0.5); white contour: where it crosses the chosen threshold {threshold:.2f}. "
+        "Scale maps share one colour range per image (0 … the largest of the three), so their brightness "
+        "compares the scales."
+    )
+    return (
+        gr.Gallery(value=gallery, visible=n > 1),
+        views.display(item.image),
+        views.fused_overlay(item.image, item.normalized_map, threshold),
+        *views.scale_overlays(item.image, item.scale_maps),
+        views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra),
+        info,
+    )
+
+
+# -- handlers: each returns (state, *render_inspect(...), message) -------------------------------
+OUTPUT_COUNT = 10  # state + the 8 pictures/texts of render_inspect + the message
+
+
+def _refused(threshold: float, message: str, kind: str):
+    return (None, *render_inspect(None, threshold), views.message_html(message, kind))
+
+
+def inspect(registry: Registry, key: str | None, sources: list, threshold: float):
+    """Check the request, run the network once, and draw the first image at ``threshold``."""
+    if not key:
+        return _refused(threshold, "Choose a checkpoint first (none is loaded).", "warning")
+    if not sources:
+        return _refused(threshold, "Upload an image or click an example.", "info")
+    if len(sources) > MAX_INSPECT_IMAGES:
+        return _refused(threshold, f"{len(sources)} images: the limit is {MAX_INSPECT_IMAGES} per run.", "error")
+    try:
+        for source in sources:
+            if isinstance(source, (str, Path)):
+                check_image(str(source))
+        state = predict_items(registry, key, sources)
+    except UploadError as error:
+        return _refused(threshold, str(error), "error")
+    except (CheckpointError, KeyError) as error:
+        return _refused(threshold, f"Checkpoint error: {error}", "error")
+    return (state, *render_inspect(state, threshold), "")
+
+
+def inspect_files(registry: Registry, key: str | None, uploaded, threshold: float):
+    paths = [str(f if isinstance(f, (str, Path)) else getattr(f, "path", None) or f.name) for f in (uploaded or [])]
+    return inspect(registry, key, paths, threshold)
+
+
+def inspect_example(registry: Registry, example_paths: list[str], key, threshold: float, evt: gr.SelectData):
+    return inspect(registry, key, [example_paths[evt.index]], threshold)
+
+
+def rerender(state: InspectState | None, threshold: float):
+    """The slider moved: redraw from the state, without the network."""
+    return render_inspect(state, threshold)
+
+
+def select_result(state: InspectState | None, threshold: float, evt: gr.SelectData):
+    if state:
+        state = state.select(evt.index)
+    return (state, *render_inspect(state, threshold))
+
+
+def change_checkpoint(registry: Registry, key: str | None, state: InspectState | None, threshold: float):
+    """A new checkpoint: describe it, and rerun the images on screen with it (same one selected)."""
+    description = describe(registry, key)
+    if state and state.items and key:
+        out = inspect(registry, key, [item.source for item in state.items], threshold)
+        if out[0] is not None:
+            selected = out[0].select(state.selected)
+            out = (selected, *render_inspect(selected, threshold), out[-1])
+        return (description, *out)
+    return (description, *([gr.skip()] * OUTPUT_COUNT))
+
+
+# -- the tab -------------------------------------------------------------------------------------
+@dataclass
+class InspectTab:
+    files: gr.File
+    run: gr.Button
+    examples: gr.Gallery
+    threshold: gr.Slider
+    outputs: list  # what the handlers above return, in order: state first, message last
+
+    @property
+    def state(self) -> gr.State:
+        return self.outputs[0]
+
+    @property
+    def results(self) -> gr.Gallery:
+        return self.outputs[1]
+
+
+def build(cfg: AppConfig, state: gr.State) -> InspectTab:
+    """The tab's components (inside ``gr.Tab``); ``state`` holds the :class:`InspectState`."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            files = gr.File(
+                label=f"Images (one or several, up to {MAX_INSPECT_IMAGES})",
+                file_count="multiple",
+                file_types=["image"],
+                elem_id="rdx-files",
+            )
+            run = gr.Button("Inspect", variant="primary", elem_id="rdx-run")
+            examples = examples_gallery(
+                cfg, "Examples (MPDD metal_plate test images) — click one", "rdx-examples", columns=3, height=260
+            )
+            threshold = gr.Slider(
+                0.01,
+                0.99,
+                value=0.5,
+                step=0.01,
+                label="Decision threshold (calibrated score)",
+                info="0.5 is the calibrated threshold (from held-out normal images); lower "
+                "is more sensitive. Moving it redraws the contour and the verdict "
+                "without running the network again.",
+                elem_id="rdx-threshold",
+            )
+        with gr.Column(scale=2):
+            verdict = gr.HTML(elem_id="rdx-verdict")
+            with gr.Row():
+                input_image = gr.Image(
+                    label="Input (as the model sees it)", interactive=False, elem_id="rdx-input", height=300
+                )
+                fused_image = gr.Image(
+                    label="Fused anomaly map + contour at the threshold",
+                    interactive=False,
+                    elem_id="rdx-fused",
+                    height=300,
+                )
+            with gr.Row():
+                scale_images = [
+                    gr.Image(label=f"Scale {name}", interactive=False, height=200, elem_id=f"rdx-scale-{k}")
+                    for k, name in enumerate(views.SCALE_NAMES)
+                ]
+            info = gr.Markdown(elem_id="rdx-inspect-info")
+            results = gr.Gallery(
+                label="All results (click one to show it above)",
+                columns=6,
+                height=180,
+                allow_preview=False,
+                elem_id="rdx-results",
+                visible=False,
+                fit_columns=False,
+            )
+            message = gr.HTML(elem_id="rdx-inspect-message")
+    outputs = [state, results, input_image, fused_image, *scale_images, verdict, info, message]
+    assert len(outputs) == OUTPUT_COUNT
+    return InspectTab(files, run, examples, threshold, outputs)
+
+
+def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_info: gr.Markdown) -> None:
+    registry, outputs = cfg.registry, tab.outputs
+    tab.run.click(
+        bind(inspect_files, registry), [checkpoint, tab.files, tab.threshold], outputs, concurrency_id="inspect"
+    )
+    tab.examples.select(
+        bind(inspect_example, registry, cfg.example_paths),
+        [checkpoint, tab.threshold],
+        outputs,
+        concurrency_id="inspect",
+    )
+    tab.threshold.change(rerender, [tab.state, tab.threshold], outputs[1:-1], queue=False, show_progress="hidden")
+    tab.results.select(
+        select_result, [tab.state, tab.threshold], outputs[:-1], queue=False, show_progress="hidden"
+    )
+    checkpoint.change(
+        bind(change_checkpoint, registry),
+        [checkpoint, tab.state, tab.threshold],
+        [checkpoint_info, *outputs],
+        concurrency_id="inspect",
+    )

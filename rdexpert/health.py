@@ -1,0 +1,124 @@
+"""Training health check: is the trained teacher still better than the expert it came from?
+
+RD with Expert trains the teacher away from the frozen expert inside synthetic
+defects and keeps it on the expert elsewhere. Nothing in the losses says the
+trained teacher stays a *better* reference than the expert on normal images of
+a new product; when it drifts, the student disagrees with it everywhere and the
+model fails (issue 13). This check measures that during training, on data the
+method already has and never on the test split:
+
+* the held-out *normal training* images (clean), and
+* synthetic anomalies made on them with a fixed seed (``draws`` per image),
+
+and reports, per check:
+
+``agreement``
+    mean over pixels and scales of 1 - cos(T_k(x), E_k(x)) on the clean held-out
+    images, eval-mode teacher: 0 = teacher identical to the expert on normal content.
+``separation_teacher`` / ``separation_expert``
+    pixel AUROC of the anomaly map against the synthetic masks, scoring the student
+    against the teacher (the default) or against the frozen expert. The teacher must
+    not lose to the expert here; :func:`choose_reference` turns that into the
+    checkpoint's default reference.
+``image_separation_teacher`` / ``image_separation_expert``
+    image AUROC of clean held-out images vs their synthetic-anomaly twins.
+``normal_score_teacher`` / ``normal_score_expert``
+    mean image score of the clean held-out images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .metrics import roc_auc
+from .runtime import autocast
+from .synthesis import AnomalySynthesizer
+
+HEALTH_SEED = 20_250_101  # fixed: the same synthetic check set at every check of a run
+# The trained teacher must beat the expert by at least this much pixel AUROC on the
+# check set to stay the default reference; below that the two are a tie and the
+# expert (the untrained, safer choice) wins.
+REFERENCE_MARGIN = 0.0
+
+
+@dataclass(frozen=True)
+class HealthSet:
+    """Clean held-out normal images and their synthetic-anomaly twins, at model resolution."""
+
+    clean: torch.Tensor  # (N, 3, S, S) in [0, 1]
+    augmented: torch.Tensor  # (N * draws, 3, S, S)
+    masks: torch.Tensor  # (N * draws, S, S) in {0, 1}
+
+    @classmethod
+    def build(cls, images: list[np.ndarray], synthesizer: AnomalySynthesizer, draws: int = 2,
+              max_images: int = 16, seed: int = HEALTH_SEED) -> "HealthSet":
+        """``images``: float32 HxWx3 RGB arrays in [0, 1], already at model resolution."""
+        if not images:
+            raise ValueError("the health check needs at least one held-out normal image")
+        rng = np.random.default_rng(seed)
+        chosen = images[:max_images]
+        augmented, masks = [], []
+        for image in chosen:
+            foreground = synthesizer.foreground_mask(image)
+            for _ in range(max(1, draws)):
+                anomaly = synthesizer(image, rng, foreground)
+                augmented.append(anomaly.image)
+                masks.append(anomaly.mask)
+        as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+        return cls(as_tensor(chosen), as_tensor(augmented), torch.from_numpy(np.stack(masks)))
+
+    def __len__(self) -> int:
+        return self.clean.shape[0]
+
+
+def _maps(model, images: torch.Tensor, reference: str, device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    maps, scores = [], []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start:start + batch_size].to(device)
+        out = model(batch, reference=reference).maps
+        maps.append(out.fused[:, 0].float().cpu().numpy())
+        scores.append(out.score.float().cpu().numpy())
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+@torch.no_grad()
+def check_health(model, health_set: HealthSet, device: torch.device, batch_size: int = 8) -> dict[str, float]:
+    """Run the check on ``model`` (put in eval mode for the check, restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with autocast(device):
+            result: dict[str, float] = {}
+            distances = []
+            for start in range(0, len(health_set), batch_size):
+                batch = health_set.clean[start:start + batch_size].to(device)
+                teacher, expert = model.teacher(batch), model.expert(batch)
+                distances.append(torch.stack([
+                    (1 - torch.nn.functional.cosine_similarity(t.float(), e.float(), dim=1)).mean((1, 2))
+                    for t, e in zip(teacher, expert)
+                ]).mean(0))
+            result["agreement"] = float(torch.cat(distances).mean())
+            masks = health_set.masks.numpy() > 0.5
+            labels = np.r_[np.zeros(len(health_set)), np.ones(len(masks))]
+            for reference in ("teacher", "expert"):
+                aug_maps, aug_scores = _maps(model, health_set.augmented, reference, device, batch_size)
+                _, clean_scores = _maps(model, health_set.clean, reference, device, batch_size)
+                result[f"separation_{reference}"] = roc_auc(aug_maps, masks)
+                result[f"image_separation_{reference}"] = roc_auc(np.r_[clean_scores, aug_scores], labels)
+                result[f"normal_score_{reference}"] = float(clean_scores.mean())
+    finally:
+        model.train(was_training)
+    return result
+
+
+def choose_reference(health: dict[str, float], margin: float = REFERENCE_MARGIN) -> tuple[str, str]:
+    """The checkpoint's default reference from a final health check, and why (stored in config.json)."""
+    teacher, expert = health["separation_teacher"], health["separation_expert"]
+    if teacher > expert + margin:
+        return "teacher", (f"trained teacher separates the held-out synthetic anomalies better than the expert "
+                           f"(pixel AUROC {teacher:.3f} vs {expert:.3f})")
+    return "expert", (f"trained teacher did not beat the frozen expert on the held-out synthetic check "
+                      f"(pixel AUROC {teacher:.3f} vs {expert:.3f}); scoring against the expert")

@@ -1,0 +1,122 @@
+"""Resolving Hub references to local checkpoint folders (what loading needs; no publishing here).
+
+A checkpoint is named either by a local folder or by ``ORG/NAME/CATEGORY[@REVISION]``
+(REVISION: a branch, tag or commit; default ``main``). huggingface_hub's
+``snapshot_download`` resolves the revision to one commit and fetches only that
+commit's ``CATEGORY/*`` files, so the files always belong together even if the
+branch moves meanwhile; the commit is reported in ``config["source"]``, and
+``@<commit>`` pins it for good.
+
+Offline (``HF_HUB_OFFLINE=1``) or with the Hub unreachable, the local Hugging
+Face cache is used and a warning says so; with nothing cached the error says how
+to get the files. All of it is huggingface_hub's own cache and download code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import HfApi, constants, errors, is_offline_mode, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+from ..checkpoint_format import CONFIG_NAME, CheckpointError
+
+logger = logging.getLogger(__name__)
+
+NAME = r"[A-Za-z0-9][\w.-]*"
+REFERENCE = re.compile(rf"^(?P<repo_id>{NAME}/{NAME})/(?P<category>{NAME})(?:@(?P<revision>[^\s@]+))?$")
+# a partly downloaded snapshot; huggingface_hub versions before this error raise LocalEntryNotFoundError instead
+_NOT_CACHED = (LocalEntryNotFoundError, getattr(errors, "IncompleteSnapshotError", LocalEntryNotFoundError))
+
+
+class HubError(CheckpointError):
+    """A Hub checkpoint could not be found, fetched or published."""
+
+
+@dataclass(frozen=True)
+class HubReference:
+    """``ORG/NAME/CATEGORY@REVISION``: a category subfolder of a model repo at one revision."""
+
+    repo_id: str
+    category: str
+    revision: str = "main"
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}/{self.category}@{self.revision}"
+
+
+def parse_reference(ref: str) -> HubReference | None:
+    """The Hub reference ``ref`` spells, or None when it is not of the form ``ORG/NAME/CATEGORY[@REVISION]``."""
+    match = REFERENCE.match(str(ref))
+    if match is None:
+        return None
+    return HubReference(match["repo_id"], match["category"], match["revision"] or "main")
+
+
+def resolve_checkpoint(
+    ref: str | Path, cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None
+) -> tuple[Path, dict]:
+    """A local checkpoint folder for ``ref`` and a ``source`` record (where it came from, which commit).
+
+    An existing local path always wins over a Hub reference of the same spelling.
+    """
+    path = Path(ref).expanduser()
+    if path.exists():
+        return path, {"type": "local", "path": str(path.resolve())}
+    hub = parse_reference(str(ref))
+    if hub is None:
+        raise CheckpointError(
+            f"checkpoint {str(ref)!r} is neither an existing folder nor a Hub reference ORG/NAME/CATEGORY[@REVISION]"
+        )
+    snapshot = _snapshot(hub, cache_dir, endpoint, token, local_hint=f"there is no local folder {str(ref)!r}")
+    folder = snapshot / hub.category
+    if not (folder / CONFIG_NAME).is_file():
+        available = sorted(p.parent.name for p in snapshot.glob(f"*/{CONFIG_NAME}"))
+        raise HubError(
+            f"{hub}: commit {snapshot.name} has no checkpoint in folder {hub.category!r} "
+            f"(categories available{' in the cache' if is_offline_mode() else ''}: {available or 'none'})"
+        )
+    source = {"type": "hub", "reference": str(hub), "repo_id": hub.repo_id, "category": hub.category,
+              "revision": hub.revision, "commit": snapshot.name, "path": str(folder)}
+    return folder, source
+
+
+def _snapshot(hub: HubReference, cache_dir, endpoint, token, local_hint: str) -> Path:
+    """Fetch ``CATEGORY/*`` of one commit; fall back to the cache, saying so, when the Hub is out of reach."""
+    if is_offline_mode():
+        return _cached(hub, cache_dir, "HF_HUB_OFFLINE is set", local_hint)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:  # one cheap call first, so that a missing repo or an unreachable Hub gets its own clear message
+        api.repo_info(hub.repo_id, revision=hub.revision)
+    except RevisionNotFoundError:
+        raise HubError(f"{hub}: repository {hub.repo_id} has no revision {hub.revision!r}") from None
+    except RepositoryNotFoundError:
+        raise HubError(
+            f"{hub}: model repository {hub.repo_id} not found on {api.endpoint} (or it is private: log in with "
+            f"`hf auth login`); also, {local_hint}"
+        ) from None
+    except Exception as error:  # connection refused, timeout, DNS, 5xx: the Hub is out of reach
+        return _cached(hub, cache_dir, f"the Hub could not be reached ({type(error).__name__}: {error})", local_hint)
+    # snapshot_download resolves the revision to one commit, downloads that commit's files only, and
+    # records branch/tag -> commit in the cache's refs/ so the same reference also works offline later
+    return Path(snapshot_download(hub.repo_id, revision=hub.revision, allow_patterns=f"{hub.category}/*",
+                                  cache_dir=cache_dir, endpoint=endpoint, token=token))
+
+
+def _cached(hub: HubReference, cache_dir, why: str, local_hint: str) -> Path:
+    cache = Path(cache_dir or constants.HF_HUB_CACHE)
+    try:
+        snapshot = Path(snapshot_download(hub.repo_id, revision=hub.revision, allow_patterns=f"{hub.category}/*",
+                                          cache_dir=cache_dir, local_files_only=True))
+    except _NOT_CACHED as error:
+        raise HubError(
+            f"{hub} is not in the local Hugging Face cache ({cache}) and {why}; also, {local_hint}. "
+            f"To fix: connect once (unset HF_HUB_OFFLINE) so it is downloaded, or fetch it elsewhere with "
+            f"`hf download {hub.repo_id} --include '{hub.category}/*' --revision {hub.revision}` and copy the "
+            f"cache (HF_HUB_CACHE) here, or pass a local checkpoint folder. ({type(error).__name__})"
+        ) from None
+    logger.warning("%s: using the locally cached snapshot %s of %s (not checked for updates)", why, snapshot.name, hub)
+    return snapshot

@@ -1,0 +1,61 @@
+"""Running a model over batches of images: the one loop behind prediction, evaluation and calibration.
+
+Every batch runs under ``torch.inference_mode`` and, on CUDA, bf16 autocast
+(:mod:`rdexpert.runtime`); the outputs come back as float32 numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data import ImageDataset
+from .model import ExpertTeacherStudent
+from .runtime import autocast
+
+
+@dataclass
+class ScoredBatch:
+    """One batch's results, with the batch itself (``ImageDataset`` batches also carry mask, label, path)."""
+
+    batch: dict | torch.Tensor
+    scores: np.ndarray  # (B,) image scores (max of the fused map)
+    maps: np.ndarray  # (B, S, S) fused, blurred anomaly maps
+    scale_maps: np.ndarray | None = None  # (B, 3, S, S) per-scale maps, when asked for
+
+
+def sample_batches(samples: list, image_size: int, batch_size: int = 8) -> DataLoader:
+    """Labelled samples as resized batches (``ImageDataset``), in order."""
+    return DataLoader(ImageDataset(samples, image_size), batch_size=batch_size)
+
+
+def score_images(
+    model: ExpertTeacherStudent,
+    batches: Iterable[dict | torch.Tensor],
+    device: torch.device | str,
+    reference: str = "teacher",
+    gate: str = "gated",
+    scales: bool = False,
+) -> Iterator[ScoredBatch]:
+    """Score each batch: a (B, 3, S, S) tensor in [0, 1], or a dict holding one under ``"image"``.
+
+    ``reference`` and ``gate`` are the inference-time switches of DESIGN.md §3.4;
+    ``scales=True`` also returns the per-scale maps.
+    """
+    device = torch.device(device)
+    for batch in batches:
+        images = batch["image"] if isinstance(batch, dict) else batch
+        with torch.inference_mode():  # left before yielding: the caller's code runs in its own grad mode
+            with autocast(device):
+                maps = model(images.to(device), reference=reference, gate=gate).maps
+            result = ScoredBatch(
+                batch=batch,
+                scores=maps.score.float().cpu().numpy(),
+                maps=maps.fused[:, 0].float().cpu().numpy(),
+                scale_maps=torch.cat(maps.scales, dim=1).float().cpu().numpy() if scales else None,
+            )
+        yield result

@@ -1,0 +1,80 @@
+"""Checkpoint config and validation, on the tiny checkpoint trained in conftest.py (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import CATEGORY, SIZE
+
+from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, read_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_config_records_everything_needed_to_rebuild(tiny_checkpoint):
+    config = read_config(tiny_checkpoint)
+    assert config["model"]["backbone"] == "tf_efficientnet_lite0"
+    assert config["backbone"]["mean"] == [0.5, 0.5, 0.5] and config["backbone"]["std"] == [0.5, 0.5, 0.5]
+    assert config["input"]["image_size"] == SIZE
+    assert config["training"]["preset"] == "cpu" and config["training"]["seed"] == 111
+    assert config["dataset"]["category"] == CATEGORY and config["rdexpert_version"]
+    assert config["calibration"]["threshold"] > config["calibration"]["low"]
+
+
+def _copy(checkpoint: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(checkpoint, target)
+    return target
+
+
+def _edit(folder: Path, change) -> None:
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    change(config)
+    (folder / CONFIG_NAME).write_text(json.dumps(config))
+
+
+def test_checkpoint_for_another_backbone_names_the_mismatch(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+
+    def to_resnet(config):
+        config["model"]["backbone"] = config["backbone"]["name"] = "resnet18"
+        config["backbone"]["pretrained"] = False
+    _edit(folder, to_resnet)
+    with pytest.raises(CheckpointError, match="channels: config.json \\[24, 40, 112\\] vs rebuilt \\[64, 128, 256\\]"):
+        load_checkpoint(folder)
+    _edit(folder, lambda c: c.pop("backbone"))  # first-format config: the tensor shapes still catch it
+    with pytest.raises(CheckpointError, match="resnet18 / full model: .* shape mismatches"):
+        load_checkpoint(folder, pretrained_expert=False)
+
+
+def test_checkpoint_with_other_normalisation_or_size_is_refused(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    _edit(folder, lambda c: c["backbone"].update(mean=[0.485, 0.456, 0.406]))
+    with pytest.raises(CheckpointError, match="mean \\(input normalisation\\)"):
+        load_checkpoint(folder)
+    _edit(folder, lambda c: (c["backbone"].update(mean=[0.5] * 3), c["input"].update(image_size=128)))
+    with pytest.raises(CheckpointError, match="image_size"):
+        load_checkpoint(folder)
+
+
+def test_broken_checkpoints_fail_with_clear_messages(tiny_checkpoint, tmp_path):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    (folder / WEIGHTS_NAME).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(folder)
+    (folder / WEIGHTS_NAME).unlink()
+    with pytest.raises(CheckpointError, match="has no model.safetensors"):
+        load_checkpoint(folder)
+    (folder / CONFIG_NAME).write_text("{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(folder)
+    with pytest.raises(CheckpointError, match="neither an existing folder nor a Hub reference"):
+        load_checkpoint(tmp_path / "absent")
+    _edit(_copy(tiny_checkpoint, tmp_path / "v"), lambda c: c.update(format_version=99))
+    with pytest.raises(CheckpointError, match="Upgrade rdexpert"):
+        load_checkpoint(tmp_path / "v" / "copy")
+
+

@@ -1,0 +1,48 @@
+"""pyproject.toml and requirements.txt agree: every declared dependency is in both, the environment the
+tests run in satisfies both, and the huggingface-hub floor is stated once (the same) in each."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject() -> dict[str, Requirement]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra in ("app", "export"):
+        lines += project["optional-dependencies"][extra]
+    return {canonicalize_name(r.name): r for r in map(Requirement, lines)}
+
+
+def _requirements() -> dict[str, Requirement]:
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    return {canonicalize_name(r.name): r for r in map(Requirement, filter(None, lines))}
+
+
+def test_requirements_and_pyproject_name_the_same_packages():
+    assert set(_pyproject()) == set(_requirements())
+
+
+def test_installed_versions_satisfy_both_files():
+    pyproject, requirements = _pyproject(), _requirements()
+    for name, declared in pyproject.items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            pytest.fail(f"{name} is declared but not installed")
+        assert declared.specifier.contains(installed, prereleases=True), f"{name} {installed} vs pyproject {declared}"
+        pinned = requirements[name]
+        assert pinned.specifier.contains(installed, prereleases=True), f"{name} {installed} vs requirements {pinned}"
+
+
+def test_huggingface_hub_floor_is_the_same_in_both_files():
+    assert str(_pyproject()["huggingface-hub"].specifier) == str(_requirements()["huggingface-hub"].specifier)

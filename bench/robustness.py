@@ -9,7 +9,7 @@ Rows (data built by bench/robustness_data.py into bench/runs/data, never written
     metal_plate_dtd   the shipped setup: MPDD metal_plate, DTD textures, its table foreground
     plain             metal_plate as an unknown category: procedural textures, automatic foreground
     dark, grey, nonsquare   the same with darkened / grey / 4:3-squashed images
-    dtd_bubbly_cracked, dtd_blotchy_crystalline   normal = a DTD class, defects = another class pasted in
+    dtd_banded_cracked, dtd_bubbly_cracked   normal = a DTD class, defects = another class pasted in
 
 Columns: `rd`; `full` as shipped (teacher BatchNorm on the expert's statistics, default reference
 chosen by the training health check); `full_batchnorm` = `full` with the teacher's BatchNorm
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 from machine import machine_info, machine_line  # noqa: E402
 from robustness_data import CONDITIONS, SHARED, build_dtd, build_metal  # noqa: E402
 
-ROWS = ("metal_plate_dtd", *CONDITIONS, "dtd_bubbly_cracked", "dtd_blotchy_crystalline")
+ROWS = ("metal_plate_dtd", *CONDITIONS, "dtd_banded_cracked", "dtd_bubbly_cracked")
 VARIANTS = {  # column -> (variant, teacher BatchNorm)
     "rd": ("rd", "frozen"),
     "full": ("full", "frozen"),

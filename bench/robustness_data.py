@@ -98,5 +98,5 @@ if __name__ == "__main__":
     parser.parse_args()
     for c in CONDITIONS:
         print(c, build_metal(c))
+    print(build_dtd("banded", "cracked"))
     print(build_dtd("bubbly", "cracked"))
-    print(build_dtd("blotchy", "crystalline"))

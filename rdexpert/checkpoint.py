@@ -35,7 +35,6 @@ from .hub.resolve import resolve_checkpoint
 from .io import read_json, read_tensors, write_json, write_tensors
 from .model import ExpertTeacherStudent, ModelConfig
 
-DEFAULT_SETTING = "teacher/gated"  # the inference setting (reference/gate) whose metrics describe a checkpoint
 INPUT_CONVENTION = {
     "channels": "RGB",
     "range": [0.0, 1.0],
@@ -49,6 +48,8 @@ class CheckpointInfo:
     """What callers read from a config.json; a missing section reads as empty (dict) or None."""
 
     variant: str | None = None
+    default_reference: str = "teacher"  # chosen at training by the health check (rdexpert.health)
+    health: dict = field(default_factory=dict)  # the final health check, the choice and its reason
     backbone: str | None = None  # the backbone's timm name
     image_size: int | None = None  # the model's input size
     pretrained: bool = True  # the expert came from pretrained weights
@@ -71,12 +72,18 @@ class CheckpointInfo:
 
         model, backbone = section("model"), section("backbone")
         return cls(
-            variant=model.get("variant"), backbone=model.get("backbone"), image_size=model.get("image_size"),
+            variant=model.get("variant"), default_reference=model.get("default_reference") or "teacher",
+            health=section("health"), backbone=model.get("backbone"), image_size=model.get("image_size"),
             pretrained=backbone.get("pretrained", True), mean=backbone.get("mean"), std=backbone.get("std"),
             input_size=section("input").get("image_size"), calibration=section("calibration"),
             metrics=section("metrics"), training=section("training"), dataset=section("dataset"),
             license=section("license"), rdexpert_version=config.get("rdexpert_version"),
         )
+
+    @property
+    def default_setting(self) -> str:
+        """The inference setting (reference/gate) whose metrics describe the checkpoint."""
+        return f"{self.default_reference}/gated"
 
     @property
     def category(self) -> str | None:

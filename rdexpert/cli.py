@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .model import GATES, REFERENCES, VARIANTS
-from .train import PRESETS
+from .train import PRESETS, TEACHER_BN_MODES
 
 CHECKPOINT_HELP = "checkpoint folder, or Hub reference ORG/NAME/CATEGORY[@REVISION]"
 
@@ -23,7 +23,8 @@ def _train(args) -> None:
         data_root=args.data_root, category=args.category, out=args.out, variant=args.variant, preset=args.preset,
         backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size, iterations=args.iterations,
         seed=args.seed, textures=args.textures, foreground=args.foreground, device=args.device,
-        pretrained=not args.random_weights, layout=args.layout,
+        pretrained=not args.random_weights, layout=args.layout, teacher_bn=args.teacher_bn,
+        health_every=args.health_every,
     )
     out = train(config)
     print(f"checkpoint saved to {out}")
@@ -31,7 +32,7 @@ def _train(args) -> None:
 
 
 def _test(args) -> None:
-    from .checkpoint import DEFAULT_SETTING, CheckpointInfo, load_checkpoint, record_metrics
+    from .checkpoint import CheckpointInfo, load_checkpoint, record_metrics
     from .evaluate import evaluate_split, write_report
     from .metrics import metrics_table
     from .runtime import resolve_device
@@ -51,11 +52,11 @@ def _test(args) -> None:
     print(metrics_table({name: result.metrics}))
     print(f"{len(result.scores)} images in {result.seconds:.1f} s; metrics.json, metrics.md and overlays/ in {out}")
     if args.save_metrics:
-        setting = f"{args.reference}/{args.gate}"
+        setting = f"{args.reference or info.default_reference}/{args.gate}"
         measured = {"split": "test", "dataset": Path(args.data_root).resolve().name, "category": category,
                     "images": len(result.scores), "defective": int(result.labels.sum()), **result.metrics}
         # the F1 threshold is an operating point of the default setting only
-        f1 = result.metrics.get("f1_threshold") if setting == DEFAULT_SETTING else None
+        f1 = result.metrics.get("f1_threshold") if setting == info.default_setting else None
         record_metrics(config["source"]["path"], setting, measured, f1_threshold=f1)
         print(f"metrics ({setting}) saved into {Path(config['source']['path']) / 'config.json'}")
 
@@ -145,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use random backbone weights (timing and tests only; results are meaningless)")
 
     def switches(p):
-        p.add_argument("--reference", default="teacher", choices=list(REFERENCES),
-                       help="score the student against the trained teacher (default) or the frozen expert")
+        p.add_argument("--reference", default=None, choices=list(REFERENCES),
+                       help="score the student against the trained teacher or the frozen expert "
+                            "(default: the checkpoint's, chosen at training by the health check)")
         p.add_argument("--gate", default="gated", choices=list(GATES), help="GII gate (DESIGN.md 3.4)")
 
     train = commands.add_parser("train", help="train one category")
@@ -162,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--foreground", default=None, choices=["auto", "none", "otsu", "otsu_inverse", "grabcut"],
                        help="foreground mask for synthetic defects; default per category")
     train.add_argument("--seed", type=int, default=111)
+    train.add_argument("--teacher-bn", default="frozen", choices=list(TEACHER_BN_MODES),
+                       help="frozen: the teacher's BatchNorm keeps the expert's statistics (default); "
+                            "batch: BatchNorm in training mode, as the authors' released code")
+    train.add_argument("--health-every", type=int, default=None,
+                       help="iterations between health checks on held-out normal images + synthetic defects "
+                            "(default: iterations // 8; 0: only at the end)")
     train.set_defaults(run=_train)
 
     test = commands.add_parser("test", help="evaluate a checkpoint on a test split")

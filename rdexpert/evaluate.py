@@ -36,7 +36,7 @@ def evaluate(
     samples: list,
     device: torch.device | str = "cpu",
     batch_size: int = 8,
-    reference: str = "teacher",
+    reference: str | None = None,
     gate: str = "gated",
     progress: bool = True,
 ) -> Evaluation:

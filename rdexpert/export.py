@@ -34,7 +34,7 @@ TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| on the maps, in raw score units
 class ExportedForward(nn.Module):
     """The model with the inference switches fixed and plain tensor outputs."""
 
-    def __init__(self, model: ExpertTeacherStudent, reference: str = "teacher", gate: str = "gated"):
+    def __init__(self, model: ExpertTeacherStudent, reference: str | None = None, gate: str = "gated"):
         super().__init__()
         self.model, self.reference, self.gate = model, reference, gate
 
@@ -47,7 +47,7 @@ def export_onnx(
     model: ExpertTeacherStudent,
     path: str | Path,
     config: dict | None = None,
-    reference: str = "teacher",
+    reference: str | None = None,
     gate: str = "gated",
     opset: int = OPSET,
 ) -> Path:
@@ -69,7 +69,7 @@ def export_onnx(
                 dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
             )
         proto = onnx.load(tmp)
-        metadata = {"reference": reference, "gate": gate, "image_size": str(size)}
+        metadata = {"reference": reference or model.config.default_reference, "gate": gate, "image_size": str(size)}
         if config is not None:
             saved = {k: v for k, v in config.items() if k != "source"}
             metadata["rdexpert_config"] = json.dumps(saved)
@@ -87,7 +87,7 @@ def export_onnx(
 
 
 def compare_with_onnxruntime(
-    model: ExpertTeacherStudent, path: str | Path, images: torch.Tensor, reference: str = "teacher", gate: str = "gated"
+    model: ExpertTeacherStudent, path: str | Path, images: torch.Tensor, reference: str | None = None, gate: str = "gated"
 ) -> dict[str, float]:
     """Max absolute difference between ONNX Runtime and PyTorch (float32, CPU) for each output."""
     import onnxruntime

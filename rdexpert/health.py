@@ -42,6 +42,7 @@ HEALTH_SEED = 20_250_101  # fixed: the same synthetic check set at every check o
 # check set to stay the default reference; below that the two are a tie and the
 # expert (the untrained, safer choice) wins.
 REFERENCE_MARGIN = 0.0
+HEALTH_MAX_IMAGES = 16  # held-out images used by the check (cost: 4 forwards of images x (1 + draws))
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,13 @@ class HealthSet:
 
     @classmethod
     def build(cls, images: list[np.ndarray], synthesizer: AnomalySynthesizer, draws: int = 2,
-              max_images: int = 16, seed: int = HEALTH_SEED) -> "HealthSet":
-        """``images``: float32 HxWx3 RGB arrays in [0, 1], already at model resolution."""
+              max_images: int = HEALTH_MAX_IMAGES, seed: int = HEALTH_SEED) -> "HealthSet":
+        """``images``: HxWx3 RGB arrays (uint8, or float in [0, 1]), already at model resolution."""
         if not images:
             raise ValueError("the health check needs at least one held-out normal image")
         rng = np.random.default_rng(seed)
-        chosen = images[:max_images]
+        chosen = [np.asarray(i, np.float32) / 255.0 if np.asarray(i).dtype == np.uint8 else np.asarray(i, np.float32)
+                  for i in images[:max_images]]
         augmented, masks = [], []
         for image in chosen:
             foreground = synthesizer.foreground_mask(image)

@@ -133,17 +133,17 @@ class Predictor:
         return scored.maps, scored.scale_maps, scored.scores
 
     def iter_predict(
-        self, inputs, reference: str = "teacher", gate: str = "gated", batch_size: int = 16
+        self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16
     ) -> Iterator[Prediction]:
         """Like :meth:`predict` but yields one Prediction at a time, so a large folder never sits in memory."""
         return self._predict_items(_gather(inputs)[0], reference, gate, batch_size)
 
     def predict(
-        self, inputs, reference: str = "teacher", gate: str = "gated", batch_size: int = 16
+        self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16
     ) -> Prediction | list[Prediction]:
         """Score a path, PIL image or array (-> Prediction), or a list or folder of them (-> list, folder sorted).
 
-        ``reference``: "teacher" or "expert"; ``gate``: "gated", "open" or "closed" (DESIGN.md §3.4).
+        ``reference``: "teacher" or "expert" (None: the checkpoint's default, see ``default_reference``); ``gate``: "gated", "open" or "closed" (DESIGN.md §3.4).
         """
         items, single = _gather(inputs)
         predictions = list(self._predict_items(items, reference, gate, batch_size))

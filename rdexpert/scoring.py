@@ -37,7 +37,7 @@ def score_images(
     model: ExpertTeacherStudent,
     batches: Iterable[dict | torch.Tensor],
     device: torch.device | str,
-    reference: str = "teacher",
+    reference: str | None = None,
     gate: str = "gated",
     scales: bool = False,
 ) -> Iterator[ScoredBatch]:

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 
 from .calibration import Calibration
 from .checkpoint import save_checkpoint
-from .data import SyntheticAnomalyDataset, list_samples, split_holdout
+from .data import SyntheticAnomalyDataset, list_samples, load_image, resize_image, split_holdout
+from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
 from .model import ExpertTeacherStudent, ModelConfig
@@ -42,6 +43,9 @@ PRESETS: dict[str, dict] = {
     "paper": {"backbone": "wide_resnet50_2", "image_size": 256, "batch_size": 16, "iterations": 5000},
     "cpu": {"backbone": "tf_efficientnet_lite0", "image_size": 256, "batch_size": 4, "iterations": 800},
 }
+
+
+TEACHER_BN_MODES = ("frozen", "batch")
 
 
 @dataclass
@@ -69,6 +73,13 @@ class TrainConfig:
     num_workers: int | None = None
     save_every: int = 100
     pretrained: bool = True
+    # "frozen": the teacher's BatchNorm layers keep the expert's running statistics while its
+    # weights train (default: with per-batch statistics of a product unlike ImageNet the trained
+    # teacher starts far from the expert and drifts, issue 13). "batch": BatchNorm in training
+    # mode, as the authors' released code does.
+    teacher_bn: str = "frozen"
+    health_every: int | None = None  # iterations between health checks (rdexpert.health); None: iterations // 8
+    health_draws: int = 2  # synthetic anomalies per held-out image in the health check
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -79,6 +90,12 @@ class TrainConfig:
         self.betas = tuple(self.betas)
         if self.iterations < 1 or self.batch_size < 1 or self.image_size < 32:
             raise ValueError("iterations and batch size must be >= 1 and image size >= 32")
+        if self.teacher_bn not in TEACHER_BN_MODES:
+            raise ValueError(f"unknown teacher_bn {self.teacher_bn!r}; choose one of {TEACHER_BN_MODES}")
+        if self.health_every is None:
+            self.health_every = max(1, self.iterations // 8)
+        if self.health_every < 0:
+            raise ValueError("health_every must be >= 0 (0 checks only at the end)")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(backbone=self.backbone, variant=self.variant, image_size=self.image_size)
@@ -94,11 +111,22 @@ class TrainConfig:
 
 
 # Settings that may differ when an interrupted run is resumed (e.g. to train it longer).
-RESUMABLE_CHANGES = {"iterations", "device", "num_workers", "save_every"}
+RESUMABLE_CHANGES = {"iterations", "device", "num_workers", "save_every", "health_every"}
 
 
 def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return [f[:n] for f in features], [f[n:] for f in features]
+
+
+def teacher_train_mode(teacher: torch.nn.Module, teacher_bn: str = "frozen") -> torch.nn.Module:
+    """Put the teacher in training mode; with ``teacher_bn="frozen"`` its BatchNorm layers stay in eval
+    mode, so they normalise with (and keep) the expert's running statistics."""
+    teacher.train()
+    if teacher_bn == "frozen":
+        for module in teacher.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    return teacher
 
 
 def train_step(
@@ -107,6 +135,7 @@ def train_step(
     teacher_optimizer: torch.optim.Optimizer | None,
     student_optimizer: torch.optim.Optimizer,
     device: torch.device,
+    teacher_bn: str = "frozen",
 ) -> dict[str, float]:
     """One iteration of the two-step loop; returns the losses as floats."""
     variant = model.variant
@@ -123,7 +152,7 @@ def train_step(
             expert_clean = model.expert(x)
 
     if variant.train_teacher:  # step 1: teacher against the frozen expert
-        teacher = model.trained_teacher.train()
+        teacher = teacher_train_mode(model.trained_teacher, teacher_bn)
         mask = batch["mask"].to(device, non_blocking=True)
         with autocast(device):
             loss_t = teacher_loss(teacher(x), teacher(x_aug), expert_clean, expert_aug, mask)
@@ -155,11 +184,12 @@ def train_step(
 class Trainer:
     """Runs a :class:`TrainConfig` to a checkpoint folder, resuming an interrupted run in the same folder."""
 
-    def __init__(self, config: TrainConfig, progress: bool = True, callback=None):
+    def __init__(self, config: TrainConfig, progress: bool = True, callback=None, on_health=None):
         self.config = config
         self.out = Path(config.out)
         self.progress = progress
         self.callback = callback  # called as callback(iteration, losses) after every step; may raise to cancel
+        self.on_health = on_health  # called with each health check's dict (rdexpert.health)
         self.device = resolve_device(config.device)
 
     # -- data -------------------------------------------------------------------------------
@@ -173,7 +203,23 @@ class Trainer:
         method = foreground_method_for(c.category, c.foreground)
         synthesizer = AnomalySynthesizer(textures=c.textures, foreground=method)
         train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method)
-        return train_set.preload(), holdout, method
+        return train_set.preload(), holdout, method, synthesizer
+
+    def _health_set(self, samples: list, synthesizer: AnomalySynthesizer) -> HealthSet:
+        size = self.config.image_size
+        images = [resize_image(load_image(s.path), size) for s in samples[:HEALTH_MAX_IMAGES]]
+        return HealthSet.build(images, synthesizer, draws=self.config.health_draws)
+
+    def _check_health(self, model, health_set: HealthSet, iteration: int, history: dict) -> dict:
+        result = {"iteration": iteration, **check_health(model, health_set, self.device)}
+        history.setdefault("health", []).append(result)
+        if self.on_health is not None:
+            self.on_health(result)
+        if self.progress:
+            tqdm.write(f"health @ {iteration}: teacher-expert distance on normal {result['agreement']:.4f}, "
+                       f"synthetic-defect pixel AUROC teacher {result['separation_teacher']:.3f} / "
+                       f"expert {result['separation_expert']:.3f}")
+        return result
 
     def _batches(self, dataset: SyntheticAnomalyDataset, start_epoch: int):
         c = self.config
@@ -247,7 +293,8 @@ class Trainer:
         c = self.config
         torch.manual_seed(c.seed)
         np.random.seed(c.seed % 2**32)
-        dataset, holdout, foreground = self._datasets()
+        dataset, holdout, foreground, synthesizer = self._datasets()
+        health_set = self._health_set(holdout or dataset.samples, synthesizer)
         model = ExpertTeacherStudent(c.model_config(), pretrained=c.pretrained).to(self.device)
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -274,7 +321,7 @@ class Trainer:
         try:
             while iteration < c.iterations:
                 epoch, batch = next(batches)
-                losses = train_step(model, batch, teacher_optimizer, student_optimizer, self.device)
+                losses = train_step(model, batch, teacher_optimizer, student_optimizer, self.device, c.teacher_bn)
                 iteration += 1
                 history["iteration"].append(iteration)
                 for name, value in losses.items():
@@ -285,6 +332,8 @@ class Trainer:
                 bar.update(1)
                 if self.callback is not None:
                     self.callback(iteration, losses)
+                if c.health_every and iteration % c.health_every == 0 and iteration < c.iterations:
+                    self._check_health(model, health_set, iteration, history)
                 if iteration % c.save_every == 0 and iteration < c.iterations:
                     self._save_state(model, optimizers, iteration, epoch, history, time.perf_counter() - began)
         except BaseException:
@@ -294,6 +343,9 @@ class Trainer:
         finally:
             bar.close()
         train_seconds = time.perf_counter() - began
+        final_health = self._check_health(model, health_set, iteration, history)
+        reference, reason = choose_reference(final_health) if model.variant.train_teacher else ("teacher", "the teacher is the expert")
+        model.set_default_reference(reference)
         model.eval()
         calibration = calibrate(model, holdout or dataset.samples, c.image_size, self.device,
                                 source="held-out normal training images" if holdout else
@@ -308,6 +360,9 @@ class Trainer:
                       "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(c.iterations, 1), 4)},
             dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
             calibration=calibration,
+            health={"final": final_health, "default_reference": reference, "reason": reason,
+                    "check_images": len(health_set), "synthetic_draws": c.health_draws,
+                    "source": "held-out normal training images" if holdout else "training images"},
         )
         shutil.rmtree(self.state_dir, ignore_errors=True)  # the finished checkpoint supersedes it
         return self.out

@@ -50,11 +50,14 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
-def plot_loss_history(history: dict[str, list[float]], path: str | Path, window: int = 25) -> Path:
-    """Plot each loss against iteration (raw and a running mean), saved as PNG."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def plot_loss_history(history: dict, path: str | Path, window: int = 25) -> Path:
+    """Plot each loss against iteration (raw and a running mean) and, when the history holds
+    health checks (rdexpert.health), the teacher's health below it; saved as PNG."""
+    health = history.get("health") or []
+    fig, axes = plt.subplots(2 if health else 1, 1, figsize=(7, 6.5 if health else 4), squeeze=False)
+    ax = axes[0, 0]
     for name, values in history.items():
-        if name == "iteration" or not values:
+        if name in ("iteration", "health") or not values:
             continue
         values = np.asarray(values, dtype=float)
         steps = np.asarray(history["iteration"][: len(values)])
@@ -70,7 +73,32 @@ def plot_loss_history(history: dict[str, list[float]], path: str | Path, window:
     ax.set_yscale("log")
     ax.legend()
     ax.grid(alpha=0.3)
+    if health:
+        _plot_health(axes[1, 0], health)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return Path(path)
+
+
+HEALTH_CURVES = (  # (key, label, axis): what the Trainer's health checks plot
+    ("separation_teacher", "synthetic-defect pixel AUROC, teacher as reference", "left"),
+    ("separation_expert", "synthetic-defect pixel AUROC, expert as reference", "left"),
+    ("agreement", "teacher-expert distance on normal images", "right"),
+)
+
+
+def _plot_health(ax, health: list[dict]) -> None:
+    steps = [h["iteration"] for h in health]
+    right = ax.twinx()
+    for key, label, side in HEALTH_CURVES:
+        target = ax if side == "left" else right
+        target.plot(steps, [h[key] for h in health], marker="o", label=label,
+                    linestyle="--" if side == "right" else "-", color={"left": None, "right": "grey"}[side])
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("pixel AUROC (held-out check)")
+    right.set_ylabel("1 - cos, normal pixels")
+    ax.set_title("Health check (held-out normal images + synthetic defects; no test data)", fontsize=9)
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)

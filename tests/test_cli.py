@@ -14,7 +14,7 @@ import pytest
 from conftest import CATEGORY, REPO, SHA, SIZE, put_in_cache
 from PIL import Image
 
-from rdexpert.checkpoint import read_config
+from rdexpert.checkpoint import CheckpointInfo, read_config
 from rdexpert.cli import main
 from rdexpert.inference import Predictor
 
@@ -58,8 +58,9 @@ def test_cli_test_saves_metrics_and_f1_threshold(tiny_checkpoint, tiny_data, tmp
     assert main(args + ["--save-metrics"]) == 0
     assert main(args + ["--save-metrics", "--gate", "open"]) == 0
     config = read_config(folder)
-    assert set(config["metrics"]) == {"teacher/gated", "teacher/open"}
-    row = config["metrics"]["teacher/gated"]
+    reference = CheckpointInfo.from_config(config).default_reference  # chosen at training (rdexpert.health)
+    assert set(config["metrics"]) == {f"{reference}/gated", f"{reference}/open"}
+    row = config["metrics"][f"{reference}/gated"]
     assert row["images"] == 4 and row["defective"] == 2 and 0 <= row["image_auroc"] <= 1 and "aupro" in row
     assert config["calibration"]["f1_threshold"] == pytest.approx(row["f1_threshold"])
     predictor = Predictor.from_pretrained(folder, device="cpu", threshold="f1")

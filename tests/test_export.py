@@ -12,7 +12,7 @@ import torch
 from conftest import CATEGORY, SIZE
 from torchvision.transforms.v2.functional import gaussian_blur as torchvision_blur
 
-from rdexpert.checkpoint import load_checkpoint
+from rdexpert.checkpoint import CheckpointInfo, load_checkpoint
 from rdexpert.cli import main
 from rdexpert.data import image_to_tensor, load_image, resize_image
 from rdexpert.export import TOLERANCE, compare_with_onnxruntime, export_onnx
@@ -56,7 +56,8 @@ def test_onnx_metadata_carries_config_and_threshold(onnx_file, tiny_checkpoint):
     assert config["model"]["backbone"] == "tf_efficientnet_lite0" and "source" not in config
     threshold = Predictor.from_pretrained(tiny_checkpoint, device="cpu").threshold
     assert float(metadata["threshold"]) == threshold
-    assert (metadata["reference"], metadata["gate"], metadata["image_size"]) == ("teacher", "gated", str(SIZE))
+    reference = CheckpointInfo.from_config(config).default_reference  # the checkpoint's own default
+    assert (metadata["reference"], metadata["gate"], metadata["image_size"]) == (reference, "gated", str(SIZE))
 
 
 def test_export_with_other_switches(tiny_checkpoint, tmp_path):

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import DEFAULT_SETTING, record_metrics, update_config
+from ..checkpoint import CheckpointInfo, read_config, record_metrics, update_config
 from ..data import Sample, folder_samples, list_samples, split_holdout
 from ..model import VARIANTS
 from .registry import ABLATION_VARIANTS
@@ -131,6 +131,10 @@ class FineTuneJob:
             }
 
     # -- the run ---------------------------------------------------------------------------------
+    def _on_health(self, health: dict) -> None:
+        with self._lock:
+            self.history.setdefault("health", []).append(dict(health))
+
     def _callback(self, iteration: int, losses: dict) -> None:
         with self._lock:
             self.status = "training"
@@ -174,7 +178,7 @@ class FineTuneJob:
             if self._cancel.is_set():
                 raise Cancelled("cancelled before the start")
             config = self.train_config()
-            Trainer(config, progress=False, callback=self._callback).fit()
+            Trainer(config, progress=False, callback=self._callback, on_health=self._on_health).fit()
             self._finish(config)
             self.status = "done"
         except Cancelled:
@@ -192,7 +196,7 @@ class FineTuneJob:
             self.eval_samples = evaluation_samples(self.dataset, config.holdout_fraction, config.seed)
             self.metrics = evaluate_checkpoint(self.out, self.eval_samples, config.device)
             if self.metrics:
-                record_metrics(self.out, DEFAULT_SETTING, self.metrics)
+                record_metrics(self.out, CheckpointInfo.from_config(read_config(self.out)).default_setting, self.metrics)
                 update_config(
                     self.out,
                     evaluation={

@@ -49,6 +49,9 @@ def describe(registry: Registry, key: str | None) -> str:
     text = entry.describe()
     if entry.metrics:
         text += f"<br>stored metrics: {views.metric_values(entry.metrics)}"
+    health = entry.info.health
+    if health.get("reason"):
+        text += f"<br>default reference: **{entry.info.default_reference}** — {health['reason']}"
     return text
 
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import CONFIG_NAME, DEFAULT_SETTING, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
+from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
 from ..model import VARIANTS
 
 # the paper's ablation ladder (DESIGN.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
@@ -56,7 +56,7 @@ class Entry:
 
     @property
     def metrics(self) -> dict:
-        return flatten_metrics(self.info.metrics)
+        return flatten_metrics(self.info.metrics, self.info.default_setting)
 
     def describe(self) -> str:
         info = self.info
@@ -74,7 +74,7 @@ def _numbers(section: dict) -> dict[str, float]:
     return {k: float(v) for k, v in section.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def flatten_metrics(metrics: dict) -> dict[str, float]:
+def flatten_metrics(metrics: dict, default_setting: str = "teacher/gated") -> dict[str, float]:
     """Metrics as ``{name: float}``.
 
     ``config["metrics"]`` is either flat or keyed by inference setting
@@ -85,7 +85,7 @@ def flatten_metrics(metrics: dict) -> dict[str, float]:
     flat = _numbers(metrics)
     nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}
     if nested:
-        chosen = nested.get(DEFAULT_SETTING) or next(iter(nested.values()))
+        chosen = nested.get(default_setting) or next(iter(nested.values()))
         for key, value in _numbers(chosen).items():
             flat.setdefault(key, value)
     return flat

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..metrics import METRIC_NAMES, metrics_table, roc_curve
 from ..model import VARIANTS
-from ..viz import heatmap, overlay
+from ..viz import HEALTH_CURVES, heatmap, overlay
 
 SCALE_NAMES = ("1/4 (stride 4)", "1/8 (stride 8)", "1/16 (stride 16)")
 
@@ -190,22 +190,30 @@ def metrics_markdown(rows: dict[str, dict[str, float]], first_column: str = "mod
 
 # -- plotly ------------------------------------------------------------------------------------
 def loss_figure(history: dict):
+    """Loss curves and, once the trainer has run a health check, the teacher's health below them."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
+    health = history.get("health") or []
+    fig = make_subplots(rows=2 if health else 1, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("Training loss", "Health check (held-out normal + synthetic defects)")
+                        if health else ("Training loss",))
     steps = history.get("iteration", [])
     for name, values in history.items():
-        if name == "iteration" or not values:
+        if name in ("iteration", "health") or not values:
             continue
-        fig.add_trace(go.Scatter(x=steps[: len(values)], y=values, mode="lines", name=f"{name} loss"))
+        fig.add_trace(go.Scatter(x=steps[: len(values)], y=values, mode="lines", name=f"{name} loss"), row=1, col=1)
+    health_steps = [h["iteration"] for h in health]
+    for key, label, _ in HEALTH_CURVES:
+        if health:
+            fig.add_trace(go.Scatter(x=health_steps, y=[h[key] for h in health], mode="lines+markers", name=label),
+                          row=2, col=1)
+    fig.update_yaxes(type="log", title_text="loss", row=1, col=1)
+    fig.update_xaxes(title_text="iteration", row=2 if health else 1, col=1)
     fig.update_layout(
-        title="Training loss",
-        xaxis_title="iteration",
-        yaxis_title="loss",
-        yaxis_type="log",
-        height=320,
+        height=480 if health else 320,
         margin=dict(l=50, r=20, t=40, b=40),
-        legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
+        legend=dict(orientation="h", y=-0.2, x=0),
     )
     return fig
 

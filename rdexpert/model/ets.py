@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -46,10 +46,15 @@ class ModelConfig:
     ocbe_blocks: int = 3
     decoder_blocks: tuple[int, int, int] = (3, 4, 6)
     blur_sigma: float = BLUR_SIGMA
+    # what the student is scored against when a caller does not say: "teacher", or "expert" when
+    # the training health check found the trained teacher no better than the expert (rdexpert.health)
+    default_reference: str = "teacher"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
+        if self.default_reference not in REFERENCES:
+            raise ValueError(f"unknown default_reference {self.default_reference!r}; choose one of {REFERENCES}")
         object.__setattr__(self, "decoder_blocks", tuple(self.decoder_blocks))
 
     def to_dict(self) -> dict:
@@ -100,13 +105,18 @@ class ExpertTeacherStudent(nn.Module):
         """Decode ``[S1, S2, S3]`` from teacher features (they also feed the skip connections)."""
         return self.decoder(self.ocbe(teacher_features), teacher_features, gate)
 
-    def forward(self, images: torch.Tensor, reference: str = "teacher", gate: str = "gated") -> ETSOutput:
+    def set_default_reference(self, reference: str) -> None:
+        """Make ``reference`` what :meth:`forward` uses when none is given (stored with the model config)."""
+        self.config = replace(self.config, default_reference=reference)
+
+    def forward(self, images: torch.Tensor, reference: str | None = None, gate: str = "gated") -> ETSOutput:
         """Full forward for inference.
 
-        ``reference="expert"`` scores the student against the frozen pretrained
+        ``reference=None`` uses the model's ``config.default_reference``; ``"expert"`` scores the student against the frozen pretrained
         encoder instead of the trained teacher; ``gate`` switches GII between
         ``gated``, ``open`` (s = 1) and ``closed`` (s = 0). Neither needs retraining.
         """
+        reference = reference or self.config.default_reference
         if reference not in REFERENCES:
             raise ValueError(f"unknown reference {reference!r}; choose one of {REFERENCES}")
         if gate not in GATES:

@@ -23,6 +23,7 @@ load; they are checked by tensor shapes only.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,9 +125,20 @@ def save_checkpoint(model: ExpertTeacherStudent, folder: str | Path, **info) -> 
         "input": {"image_size": model.config.image_size, **INPUT_CONVENTION},
         **info,
     }
+    # weights first, then the config naming their hash: a save killed between the two writes leaves a
+    # config whose hash does not match, which loading refuses instead of pairing new weights with an old config
     write_tensors(folder / WEIGHTS_NAME, model.trainable_state_dict(), metadata={"format": "pt"})
+    config["weights_sha256"] = file_sha256(folder / WEIGHTS_NAME)
     write_json(folder / CONFIG_NAME, config)
     return folder
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_config(folder: str | Path) -> dict:
@@ -231,6 +243,13 @@ def load_checkpoint(
         state = read_tensors(weights_path)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise CheckpointError(f"{weights_path} is not a readable safetensors file ({error})") from None
+    expected_hash = config.get("weights_sha256")
+    if expected_hash is not None and file_sha256(weights_path) != expected_hash:
+        raise CheckpointError(
+            f"{weights_path} is not the weights file {CONFIG_NAME} was saved with (its SHA-256 differs): "
+            "a save was interrupted between the two files, or one was replaced. Re-run the training command "
+            "(it resumes) or restore both files together."
+        )
     expected = model.trainable_state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -2,18 +2,42 @@
 
 Wherever a checkpoint is taken (``--checkpoint``) it may be a local folder or a
 Hugging Face Hub reference ``ORG/NAME/CATEGORY[@REVISION]`` (see rdexpert.hub.resolve).
+An error is one line (``rdexpert COMMAND: error: ...``, exit status 2), checked before
+any compute where it can be (an output folder that cannot be written or is full);
+set RDEXPERT_DEBUG=1 for the full traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 from .model import GATES, REFERENCES, VARIANTS
 from .train import PRESETS, TEACHER_BN_MODES
 
 CHECKPOINT_HELP = "checkpoint folder, or Hub reference ORG/NAME/CATEGORY[@REVISION]"
+DEBUG_ENV = "RDEXPERT_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
+
+
+def _writable(folder, what: str = "output folder") -> None:
+    """Refuse a read-only, impossible or full output location before any model is loaded or image read."""
+    from .io import check_writable
+
+    check_writable(folder, what=what)
+
+
+def _display(text) -> str:
+    """Text that always encodes: the bytes of a file name that are not UTF-8 (a Latin-1 name ...) appear as \\xNN."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that does not stand for a byte
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def _train(args) -> None:
@@ -26,9 +50,15 @@ def _train(args) -> None:
         pretrained=not args.random_weights, layout=args.layout, teacher_bn=args.teacher_bn,
         health_every=args.health_every,
     )
+    _writable(config.out)
     out = train(config)
     print(f"checkpoint saved to {out}")
-    print(f"next: rdexpert test --checkpoint {out} --data-root {args.data_root} --category {args.category} --out {out}/test")
+    command = ["rdexpert", "test", "--checkpoint", str(out), "--data-root", str(args.data_root)]
+    if args.category is not None:
+        command += ["--category", args.category]
+    if args.layout != "auto":
+        command += ["--layout", args.layout]
+    print(f"next: {shlex.join(command + ['--out', str(Path(out) / 'test')])}")
 
 
 def _test(args) -> None:
@@ -37,6 +67,9 @@ def _test(args) -> None:
     from .metrics import metrics_table
     from .runtime import resolve_device
 
+    _writable(args.out)
+    if args.save_metrics and Path(args.checkpoint).is_dir():
+        _writable(args.checkpoint, "checkpoint folder (--save-metrics writes its config.json)")
     device = resolve_device(args.device)
     model, config = load_checkpoint(args.checkpoint, pretrained_expert=False if args.random_weights else None,
                                     map_location=device)
@@ -70,6 +103,30 @@ def _threshold(value: str) -> str | float:
         raise argparse.ArgumentTypeError(f"expected 'calibrated', 'f1' or a raw score, got {value!r}") from None
 
 
+def _predict_inputs(entries: list[str], out: Path) -> list[tuple[Path, str]]:
+    """(image file, overlay name) for every ``--input``, checked before any model is loaded.
+
+    Folders are searched recursively (``good/``, ``defect/`` ...): the overlay name keeps the path inside
+    the folder, and an earlier run's ``overlays/`` in there is left out. A missing input is an error.
+    """
+    from .data import list_images
+
+    overlays = (out / "overlays").resolve()
+    items = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir():
+            files = [f for f in list_images(path, recursive=True) if not f.resolve().is_relative_to(overlays)]
+            if not files:
+                raise ValueError(f"folder {path} holds no images (.png, .jpg, .bmp, .tif ...), in no subfolder either")
+            items += [(f, f.relative_to(path).with_suffix("").as_posix()) for f in files]
+        elif path.exists():
+            items.append((path, path.stem))
+        else:
+            raise FileNotFoundError(f"input {path} does not exist")
+    return items
+
+
 def _predict(args) -> None:
     import csv
     import io
@@ -78,11 +135,25 @@ def _predict(args) -> None:
     from .io import atomic_write
     from .viz import overlay, save_png
 
-    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, threshold=args.threshold)
     out = Path(args.out)
-    rows, used = [], set()
-    for prediction in predictor.iter_predict(args.input, args.reference, args.gate, args.batch_size):
-        stem = name = Path(prediction.path).stem
+    items = _predict_inputs(args.input, out)
+    _writable(out)
+    names = {}
+    for file, name in items:
+        names.setdefault(str(file), name)
+    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, threshold=args.threshold)
+    rows, used, skipped, reported = [], set(), [], 0
+
+    def report_skipped():
+        nonlocal reported
+        for path, error in skipped[reported:]:
+            print(_display(f"rdexpert predict: warning: skipped {path}: {error}"), file=sys.stderr)
+        reported = len(skipped)
+
+    files = [file for file, _ in items]
+    for prediction in predictor.iter_predict(files, args.reference, args.gate, args.batch_size, skipped=skipped):
+        report_skipped()
+        stem = name = names[prediction.path]
         copy = 0
         while name in used:  # the same file name in two input folders
             copy += 1
@@ -91,15 +162,24 @@ def _predict(args) -> None:
         if not args.no_overlays:  # calibrated map: the white contour is the decision boundary (0.5)
             picture = overlay(prediction.image, predictor.map_to_normalized(prediction.anomaly_map), 0.0, 1.0, 0.5)
             save_png(out / "overlays" / f"{name}.png", picture)
-        rows.append([prediction.path, f"{prediction.score:.6f}", f"{prediction.normalized_score:.4f}", prediction.label])
+        rows.append([_display(prediction.path), f"{prediction.score:.6f}", f"{prediction.normalized_score:.4f}",
+                     prediction.label])
+    report_skipped()
+    if not rows:
+        raise ValueError(f"none of the {len(skipped)} input images could be read (see the warnings above); "
+                         "nothing was written")
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["file", "score", "normalized_score", "label"])
     writer.writerows(rows)
-    atomic_write(out / "predictions.csv", lambda tmp: Path(tmp).write_text(text.getvalue()))
+    atomic_write(out / "predictions.csv", lambda tmp: Path(tmp).write_text(text.getvalue(), encoding="utf-8"))
     flagged = sum(row[3] for row in rows)
-    print(f"{len(rows)} images, {flagged} anomalous (raw threshold {predictor.threshold:.4f}); "
-          f"predictions.csv{'' if args.no_overlays else ' and overlays/'} in {out}")
+    print(_display(f"{len(rows)} images, {flagged} anomalous (raw threshold {predictor.threshold:.4f}); "
+                   f"predictions.csv{'' if args.no_overlays else ' and overlays/'} in {out}"))
+    if skipped:
+        shown = ", ".join(str(path) for path, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        print(_display(f"rdexpert predict: warning: scored {len(rows)}, skipped {len(skipped)} unreadable: {shown}"),
+              file=sys.stderr)
 
 
 def _export(args) -> None:
@@ -108,6 +188,9 @@ def _export(args) -> None:
     from .checkpoint import load_checkpoint
     from .export import TOLERANCE, compare_with_onnxruntime, export_onnx
 
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / 'model.onnx'}")
+    _writable(Path(args.out).parent)
     model, config = load_checkpoint(args.checkpoint)
     path = export_onnx(model, args.out, config, args.reference, args.gate, args.opset)
     print(f"ONNX model written to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -183,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="score images: predictions.csv and overlay PNGs")
     predict.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    predict.add_argument("--input", required=True, nargs="+", help="image files and/or folders (all images inside)")
+    predict.add_argument("--input", required=True, nargs="+", help="image files and/or folders (all images inside, subfolders included; unreadable files are skipped and reported)")
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     predict.add_argument("--batch-size", type=int, default=16)
@@ -215,16 +298,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(error: BaseException) -> str:
+    """One line for an error: an OSError as its reason and file, not its errno tuple."""
+    if isinstance(error, OSError) and error.strerror:
+        message = error.strerror + (f": '{error.filename}'" if error.filename is not None else "")
+    else:
+        message = str(error) or type(error).__name__
+    return _display(" ".join(message.split()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
-        print(f"rdexpert {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    with warnings.catch_warnings():
+        # warnings (e.g. "too few images to hold any out") as one plain line each
+        warnings.showwarning = lambda message, category, *_, **__: print(
+            _display(f"rdexpert {args.command}: warning: {message}"), file=sys.stderr)
+        try:
+            args.run(args)
+        except KeyboardInterrupt:
+            print("interrupted; run the same command again to resume", file=sys.stderr)
+            return 130
+        except (OSError, ValueError, RuntimeError) as error:  # OSError: read-only or full disk, missing files ...
+            if debug:
+                traceback.print_exc()
+            print(f"rdexpert {args.command}: error: {_describe(error)}", file=sys.stderr)
+            return 2
     return 0
 
 

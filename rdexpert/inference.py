@@ -20,7 +20,7 @@ from PIL import Image
 
 from .calibration import Calibration
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import image_to_tensor, list_images, load_image, resize_image, to_rgb
+from .data import ImageLoadError, image_to_tensor, list_images, load_image, resize_image, to_rgb
 from .model import ExpertTeacherStudent
 from .runtime import resolve_device
 from .scoring import score_images
@@ -43,10 +43,10 @@ def _gather(inputs) -> tuple[list[tuple[str | None, object]], bool]:
     """Flatten ``inputs`` into ``(path or None, source)`` pairs; the flag says whether one item was given."""
     if isinstance(inputs, (str, Path)):
         path = Path(inputs)
-        if path.is_dir():
-            files = list_images(path)
+        if path.is_dir():  # recursive: good/, defect/ ... subfolders count
+            files = list_images(path, recursive=True)
             if not files:
-                raise ValueError(f"folder {path} holds no images (.png, .jpg, .bmp, .tif ...)")
+                raise ValueError(f"folder {path} holds no images (.png, .jpg, .bmp, .tif ...), in no subfolder either")
             return [(str(f), f) for f in files], False
         return [(str(path), path)], True
     if isinstance(inputs, (Image.Image, np.ndarray)):
@@ -133,28 +133,53 @@ class Predictor:
         return scored.maps, scored.scale_maps, scored.scores
 
     def iter_predict(
-        self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16
+        self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16,
+        skipped: list | None = None,
     ) -> Iterator[Prediction]:
         """Like :meth:`predict` but yields one Prediction at a time, so a large folder never sits in memory."""
-        return self._predict_items(_gather(inputs)[0], reference, gate, batch_size)
+        return self._predict_items(_gather(inputs)[0], reference, gate, batch_size, skipped)
 
     def predict(
-        self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16
+        self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16,
+        skipped: list | None = None,
     ) -> Prediction | list[Prediction]:
         """Score a path, PIL image or array (-> Prediction), or a list or folder of them (-> list, folder sorted).
 
-        ``reference``: "teacher" or "expert" (None: the checkpoint's default, see ``default_reference``); ``gate``: "gated", "open" or "closed" (DESIGN.md §3.4).
+        A folder means every image inside it, subfolders included. ``reference``: "teacher" or "expert"
+        (None: the checkpoint's default, see ``default_reference``); ``gate``: "gated", "open" or "closed"
+        (DESIGN.md §3.4).
+
+        ``skipped``: for a folder or list, pass a list to go on past image files that cannot be read
+        (corrupt, truncated, vanished): each is left out of the result and appended to ``skipped`` as
+        ``(path, ImageLoadError)``. Without it the first unreadable file raises; a single image always
+        raises, and so does an invalid in-memory array.
         """
         items, single = _gather(inputs)
-        predictions = list(self._predict_items(items, reference, gate, batch_size))
+        predictions = list(self._predict_items(items, reference, gate, batch_size, None if single else skipped))
         return predictions[0] if single else predictions
 
-    def _predict_items(self, items, reference: str, gate: str, batch_size: int) -> Iterator[Prediction]:
+    def _load_chunk(self, chunk, skipped: list | None) -> tuple[list, list[np.ndarray]]:
+        kept, images = [], []
+        for path, source in chunk:
+            try:
+                image = _load(source)
+            except ImageLoadError as error:
+                if skipped is None or path is None:
+                    raise
+                skipped.append((path, error))
+                continue
+            kept.append((path, source))
+            images.append(resize_image(image, self.image_size))
+        return kept, images
+
+    def _predict_items(self, items, reference: str, gate: str, batch_size: int,
+                       skipped: list | None = None) -> Iterator[Prediction]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            images = [resize_image(_load(source), self.image_size) for _, source in chunk]
+            chunk, images = self._load_chunk(items[start : start + batch_size], skipped)
+            if not chunk:
+                continue
             fused, scales, scores = self._forward(images, reference, gate)
             for i, (path, _) in enumerate(chunk):
                 score = float(scores[i])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,47 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+MIN_FREE_BYTES = 50 * 2**20  # an output folder with less free room is refused before any compute
+
+
+def check_writable(folder: str | Path, min_free: int = MIN_FREE_BYTES, what: str = "output folder") -> Path:
+    """Make sure ``folder`` exists (created if needed), takes a file and has ``min_free`` bytes of free room.
+
+    Meant to run before any compute, so that a read-only or full output location fails in a second
+    instead of after a long run. A probe file is written and deleted; folders created here and
+    still empty afterwards are removed again, so a refused command leaves nothing behind. Raises
+    OSError (PermissionError, NotADirectoryError, ... or ENOSPC) with a message naming the folder.
+    """
+    folder = Path(folder)
+    created = []
+    for parent in reversed([folder, *folder.parents]):
+        if not parent.exists():
+            created.append(parent)
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".rdexpert-write-probe.", suffix=".tmp")
+            try:
+                os.write(fd, b"probe")
+            finally:
+                os.close(fd)
+                Path(probe).unlink(missing_ok=True)
+        except OSError as error:
+            raise type(error)(error.errno, f"cannot write to the {what} {folder}: {error.strerror or error}") from None
+        free = shutil.disk_usage(folder).free
+        if free < min_free:
+            raise OSError(errno.ENOSPC, f"the {what} {folder} has only {free / 2**20:.0f} MiB free, "
+                                        f"at least {min_free / 2**20:.0f} MiB are needed; free some room or "
+                                        "choose another folder")
+    finally:
+        for path in reversed(created):  # deepest first; only folders this call made, and only when still empty
+            try:
+                path.rmdir()
+            except OSError:
+                break
+    return folder
 
 
 def write_json(path: str | Path, data) -> Path:

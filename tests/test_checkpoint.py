@@ -78,3 +78,16 @@ def test_broken_checkpoints_fail_with_clear_messages(tiny_checkpoint, tmp_path):
         load_checkpoint(tmp_path / "v" / "copy")
 
 
+
+
+def test_weights_and_config_from_different_saves_are_refused(tiny_checkpoint, tmp_path):
+    """A save killed between the weights and the config (issue 12, D7) must not load silently."""
+    from rdexpert.io import read_tensors, write_tensors
+
+    folder = _copy(tiny_checkpoint, tmp_path)
+    tensors = read_tensors(folder / WEIGHTS_NAME)
+    first = next(iter(tensors))
+    tensors[first] = tensors[first] + 1  # new weights, old config
+    write_tensors(folder / WEIGHTS_NAME, tensors)
+    with pytest.raises(CheckpointError, match="SHA-256 differs"):
+        load_checkpoint(folder)

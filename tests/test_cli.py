@@ -4,9 +4,12 @@ and clear errors from the real command (a subprocess)."""
 from __future__ import annotations
 
 import csv
+import os
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ from PIL import Image
 from rdexpert.checkpoint import CheckpointInfo, read_config
 from rdexpert.cli import main
 from rdexpert.inference import Predictor
+from rdexpert.io import check_writable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,3 +93,139 @@ def test_cli_errors_are_clear(tmp_path, mpdd_root):
     no_checkpoint = rdexpert("test", "--checkpoint", str(tmp_path), "--data-root", str(mpdd_root),
                              "--category", "metal_plate", "--out", str(tmp_path / "t"))
     assert no_checkpoint.returncode == 2 and "config.json" in no_checkpoint.stderr
+
+
+# -- output folders that cannot be written, checked before any compute ------------------------------
+def test_unwritable_out_is_refused_in_one_line_before_any_compute(tiny_checkpoint, mpdd_root, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A path inside a regular file cannot be a folder, for root too (chmod does not stop root)."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("keep me")
+    bad = blocker / "out"
+    images = mpdd_root / "metal_plate" / "test" / "good"
+    commands = {
+        "train": ["train", "--data-root", str(mpdd_root), "--category", "metal_plate", "--out", str(bad),
+                  "--iterations", "1", "--image-size", "64", "--batch-size", "1", "--random-weights"],
+        "test": ["test", "--checkpoint", str(tiny_checkpoint), "--data-root", str(mpdd_root), "--category",
+                 "metal_plate", "--out", str(bad)],
+        "predict": ["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(images), "--out", str(bad)],
+        "export": ["export", "--checkpoint", str(tiny_checkpoint), "--out", str(bad / "model.onnx")],
+    }
+    for command, args in commands.items():
+        began = time.perf_counter()
+        assert main(args + ["--device", "cpu"] * (command != "export")) == 2, command
+        seconds = time.perf_counter() - began
+        err = capsys.readouterr().err
+        assert seconds < 5, (command, seconds)  # no model loaded, no image scored
+        assert err.count("\n") == 1 and err.startswith(f"rdexpert {command}: error: cannot write to the output folder")
+        assert str(bad) in err and "Not a directory" in err and "Traceback" not in err
+        assert blocker.read_text() == "keep me"
+    monkeypatch.setenv("RDEXPERT_DEBUG", "1")
+    assert main(commands["predict"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_out_folder_without_free_room_is_refused_and_nothing_is_left_behind(tmp_path):
+    folder = tmp_path / "new" / "deeper"
+    assert check_writable(folder) == folder and folder.is_dir() is False  # probed, then tidied away
+    with pytest.raises(OSError, match=r"has only \d+ MiB free, at least \d+ MiB are needed"):
+        check_writable(folder, min_free=2**62)
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    check_writable(tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []  # probe file deleted
+
+
+# -- predict: subfolders, unreadable files, names that are not UTF-8 ----------------------------------
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_predict_recurses_into_subfolders(tiny_checkpoint, mpdd_root, tmp_path, capsys):
+    test = mpdd_root / "metal_plate" / "test"
+    folder = tmp_path / "in"
+    for sub, name in [("good", "test_00000.png"), ("defect", "test_00026.png"), ("defect/deeper", "test_00027.png")]:
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(test / sub.split("/")[0] / name, folder / sub / name)
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    files = [row["file"] for row in _read_csv(out / "predictions.csv")]
+    assert files == [str(folder / "defect" / "deeper" / "test_00027.png"), str(folder / "defect" / "test_00026.png"),
+                     str(folder / "good" / "test_00000.png")]
+    overlays = sorted(p.relative_to(out / "overlays").as_posix() for p in (out / "overlays").rglob("*.png"))
+    assert overlays == ["defect/deeper/test_00027.png", "defect/test_00026.png", "good/test_00000.png"]
+    # predicting into the input folder again does not score the previous run's overlays
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(folder),
+                 "--device", "cpu"]) == 0
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(folder),
+                 "--device", "cpu"]) == 0
+    assert len(_read_csv(folder / "predictions.csv")) == 3
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(tmp_path / "nowhere"),
+                 "--out", str(out), "--device", "cpu"]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
+
+
+def test_cli_predict_skips_corrupt_files_and_keeps_the_good_rows(tiny_checkpoint, mpdd_root, tmp_path, capsys):
+    good = mpdd_root / "metal_plate" / "test" / "good"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("test_00000.png", "test_00001.png", "test_00002.png"):
+        shutil.copyfile(good / name, folder / name)
+    (folder / "test_00001b.png").write_bytes((good / "test_00001.png").read_bytes()[:400])  # truncated
+    (folder / "notes.jpg").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(out),
+                 "--device", "cpu", "--batch-size", "2"]) == 0
+    assert [Path(r["file"]).name for r in _read_csv(out / "predictions.csv")] == [
+        "test_00000.png", "test_00001.png", "test_00002.png"]
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3
+    assert err[0].startswith("rdexpert predict: warning: skipped ") and "notes.jpg" in err[0]
+    assert "test_00001b.png" in err[1] and "truncated" in err[1]
+    assert err[2] == f"rdexpert predict: warning: scored 3, skipped 2 unreadable: {folder / 'notes.jpg'}, " \
+                     f"{folder / 'test_00001b.png'}"
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    shutil.copyfile(folder / "notes.jpg", only_bad / "notes.jpg")
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(only_bad), "--out", str(out),
+                 "--device", "cpu"]) == 2
+    assert "none of the 1 input images could be read" in capsys.readouterr().err
+    assert len(_read_csv(out / "predictions.csv")) == 3  # the earlier results are not overwritten
+
+
+def test_cli_predict_writes_the_csv_for_a_file_name_that_is_not_utf8(tiny_checkpoint, mpdd_root, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"bad\xff.png")  # a Latin-1 name, say
+    shutil.copyfile(mpdd_root / "metal_plate" / "test" / "good" / "test_00000.png", odd)
+    shutil.copyfile(mpdd_root / "metal_plate" / "test" / "good" / "test_00001.png", folder / "plain.png")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(tiny_checkpoint), "--input", str(folder), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    rows = _read_csv(out / "predictions.csv")  # valid UTF-8
+    assert [r["file"] for r in rows] == [f"{folder}/bad\\xff.png", str(folder / "plain.png")]
+    assert all(float(r["score"]) > 0 for r in rows)
+    assert (out / "overlays" / os.fsdecode(b"bad\xff.png")).is_file()  # the overlay keeps the real name
+    assert "2 images" in capsys.readouterr().out
+
+
+# -- train on too few images ------------------------------------------------------------------------
+def test_cli_train_on_one_image_warns_and_prints_a_runnable_next_command(mpdd_root, tmp_path, capsys):
+    data = tmp_path / "one"
+    data.mkdir()
+    shutil.copyfile(mpdd_root / "metal_plate" / "train" / "good" / "train_00000.png", data / "train_00000.png")
+    out = tmp_path / "checkpoint"
+    assert main(["train", "--data-root", str(data), "--out", str(out), "--iterations", "1", "--image-size", "64",
+                 "--batch-size", "1", "--random-weights", "--device", "cpu", "--foreground", "none",
+                 "--health-every", "0"]) == 0
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if line.startswith("rdexpert train: warning:")]
+    assert len(warning) == 1 and "1 normal training image(s)" in warning[0] and "optimistic" in warning[0]
+    assert read_config(out)["calibration"]["source"].startswith("the training images themselves")
+    (next_line,) = [line for line in captured.out.splitlines() if line.startswith("next: ")]
+    command = shlex.split(next_line.removeprefix("next: "))
+    assert "None" not in command and "--category" not in command
+    assert command[:2] == ["rdexpert", "test"] and command[command.index("--data-root") + 1] == str(data)
+    assert command[command.index("--checkpoint") + 1] == str(out)

@@ -6,7 +6,7 @@ import pytest
 from conftest import box_mask, rgb_array, save_image
 from PIL import Image
 
-from rdexpert.data.images import ImageLoadError, load_image, load_mask
+from rdexpert.data.images import ImageLoadError, load_image, load_mask, to_rgb
 
 
 # --------------------------------------------------------------------------- image loading
@@ -100,3 +100,31 @@ def test_load_mask_variants(tmp_path):
     save_image(d / "000.png", box_mask(box=(0, 0, 2, 2)))
     save_image(d / "001.png", box_mask(box=(10, 10, 12, 12)))
     assert load_mask(d).sum() == 8
+
+
+# --------------------------------------------------------------------------- in-memory arrays
+def test_to_rgb_refuses_arrays_that_are_no_picture(mpdd_root):
+    """NaN, inf, complex, object, 0x0 and 1x1 used to come out as a black image and be scored as one."""
+    real = load_image(mpdd_root / "metal_plate" / "test" / "good" / "test_00000.png")
+    plate = real.astype(np.float32) / 255.0
+    assert np.array_equal(to_rgb(plate), real)  # a finite float image still converts like a file
+    with_nan = plate.copy()
+    with_nan[10, 10, 0] = np.nan
+    with pytest.raises(ValueError, match="finite values; got 1 NaN and 0 infinite"):
+        to_rgb(with_nan)
+    with_inf = plate.copy()
+    with_inf[0, :, 1] = np.inf
+    with pytest.raises(ValueError, match=f"0 NaN and {plate.shape[1]} infinite"):
+        to_rgb(with_inf)
+    with pytest.raises(ValueError, match="complex values"):
+        to_rgb(plate.astype(np.complex64))
+    with pytest.raises(ValueError, match="got dtype object"):
+        to_rgb(real.astype(object))
+    with pytest.raises(ValueError, match="got dtype <U"):
+        to_rgb(np.array([["a", "b"], ["c", "d"]]))
+    for empty in (np.zeros((0, 0), np.uint8), np.zeros((0, 0, 3), np.uint8), real[:1, :1], real[:1, :, 0]):
+        with pytest.raises(ValueError, match=r"at least 2 x 2 pixels; got \d+ x \d+"):
+            to_rgb(empty)
+    with pytest.raises(ValueError, match="got 1 x 1"):
+        to_rgb(Image.fromarray(real[:1, :1]))
+    assert to_rgb(real[:2, :2]).shape == (2, 2, 3)

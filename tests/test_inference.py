@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from conftest import CATEGORY, SIZE
 from PIL import Image
 
+from rdexpert.data import ImageLoadError
 from rdexpert.inference import Prediction, Predictor, to_rgb
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,3 +104,50 @@ def test_threshold_sits_at_one_half_and_can_be_moved(tiny_checkpoint, tiny_data)
         Predictor.from_pretrained(tiny_checkpoint, device="cpu", threshold="f1")
     with pytest.raises(TypeError, match="unexpected arguments"):
         Predictor.from_pretrained(tiny_checkpoint, device="cpu", thresold=1.0)
+
+
+def test_arrays_that_are_no_picture_are_refused_not_scored_black(predictor, mpdd_root):
+    plate = np.asarray(Image.open(mpdd_root / "metal_plate" / "test" / "good" / "test_00000.png").convert("RGB"))
+    floats = plate / 255.0
+    floats[5, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        predictor.predict(floats)
+    with pytest.raises(ValueError, match="infinite"):
+        predictor.predict(np.where(floats > 0.5, np.inf, 0.0))
+    with pytest.raises(ValueError, match="complex"):
+        predictor.predict(plate * (1 + 1j))
+    with pytest.raises(ValueError, match="object"):
+        predictor.predict([plate, plate.astype(object)])  # in a list too: nothing is scored
+    for tiny in (np.zeros((0, 0, 3), np.uint8), plate[:1, :1]):
+        with pytest.raises(ValueError, match="at least 2 x 2 pixels"):
+            predictor.predict(tiny)
+
+
+def test_folder_prediction_recurses_into_subfolders(predictor, tiny_data):
+    folder = tiny_data / CATEGORY / "test"  # good/ and defect/ inside, no image at the top
+    predictions = predictor.predict(folder)
+    assert [p.path for p in predictions] == [str(f) for f in sorted(folder.rglob("*.png"), key=str)]
+    assert {Path(p.path).parent.name for p in predictions} == {"good", "defect"}
+
+
+def test_unreadable_files_can_be_skipped_in_a_folder_but_not_for_one_image(predictor, mpdd_root, tmp_path):
+    source = mpdd_root / "metal_plate" / "test" / "good"
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("test_00000.png", "test_00001.png"):
+        shutil.copyfile(source / name, folder / name)
+    broken = folder / "test_00000b.png"  # sorts between the two good ones
+    broken.write_bytes((source / "test_00000.png").read_bytes()[:300])  # truncated
+    with pytest.raises(ImageLoadError, match="test_00000b.png"):
+        predictor.predict(folder)  # default: the first unreadable file raises
+    skipped = []
+    predictions = predictor.predict(folder, batch_size=2, skipped=skipped)
+    assert [Path(p.path).name for p in predictions] == ["test_00000.png", "test_00001.png"]
+    assert [(path, type(error)) for path, error in skipped] == [(str(broken), ImageLoadError)]
+    alone = predictor.predict(folder / "test_00001.png")
+    assert predictions[1].score == pytest.approx(alone.score, abs=1e-6)  # the skip does not shift the batch
+    streamed = []
+    assert len(list(predictor.iter_predict([broken, folder / "test_00001.png"], skipped=streamed))) == 1
+    assert len(streamed) == 1
+    with pytest.raises(ImageLoadError, match="test_00000b.png"):
+        predictor.predict(broken, skipped=[])  # a single image always raises

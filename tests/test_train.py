@@ -99,3 +99,63 @@ def test_presets_and_bad_settings():
         TrainConfig(data_root=".", category=None, out=".", preset="huge")
     with pytest.raises(ValueError, match="variant"):
         TrainConfig(data_root=".", category=None, out=".", variant="nope").model_config()
+
+
+def test_state_is_saved_by_time_as_well_as_by_count(tmp_path, mpdd_root):
+    """save_seconds bounds what a SIGKILL can lose, even before the first save_every iterations (issue 12, D2)."""
+    state_path = tmp_path / "run" / "resume" / "state.json"
+    saved_before = []
+
+    def look(iteration, losses):  # runs before the save of this iteration: the previous one is on disk
+        saved_before.append(json.loads(state_path.read_text())["iteration"] if state_path.is_file() else None)
+
+    config = tiny_config(tmp_path, mpdd_root, save_every=1000, save_seconds=0.0, iterations=4)
+    Trainer(config, progress=False, callback=look).fit()
+    assert saved_before == [None, 1, 2, 3]
+
+
+def test_sigterm_saves_the_state_and_the_run_resumes(tmp_path, mpdd_root):
+    import os
+    import signal
+
+    from rdexpert.train import Terminated
+
+    def terminate_at_two(iteration, losses):
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    config = tiny_config(tmp_path, mpdd_root, save_every=1000)
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated):
+        Trainer(config, progress=False, callback=terminate_at_two).fit()
+    assert json.loads((tmp_path / "run" / "resume" / "state.json").read_text())["iteration"] == 2
+    assert signal.getsignal(signal.SIGTERM) == previous  # the training's handler is gone again
+    seen = []
+    Trainer(config, progress=False, callback=lambda i, _: seen.append(i)).fit()
+    assert seen == [3, 4, 5]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(image_size=33), "multiple of 32"), (dict(image_size=20000), r"\[32, 2048\]"), (dict(image_size=7), "got 7"),
+    (dict(iterations=10**15), "iterations must be in"), (dict(batch_size=0), "batch size in"),
+])
+def test_numbers_are_bounded_before_anything_runs(bad, message):
+    """Issue 12, D4/D8: sizes that would allocate terabytes or fail deep in a forward are refused up front."""
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data_root=".", category=None, out=".", **bad)
+
+
+def test_a_tampered_checkpoint_config_is_refused_with_the_range(tiny_checkpoint, tmp_path):
+    import shutil
+
+    from rdexpert.checkpoint import CheckpointError
+    from rdexpert.io import read_json, write_json
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint, folder)
+    for key, value, message in (("image_size", 20000, r"\[32, 2048\]"), ("blur_sigma", 1e6, r"\[0, 64")):
+        config = read_json(tiny_checkpoint / "config.json")
+        config["model"][key] = value
+        write_json(folder / "config.json", config)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(folder)

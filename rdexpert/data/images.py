@@ -163,22 +163,65 @@ def _cv2_to_rgb(arr: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported array shape {arr.shape}")
 
 
+#: Smallest accepted image side in pixels (an in-memory image smaller than this carries no picture).
+MIN_SIDE: int = 2
+
+
+def _check_size(height: int, width: int) -> None:
+    if height < MIN_SIDE or width < MIN_SIDE:
+        raise ValueError(
+            f"an image must be at least {MIN_SIDE} x {MIN_SIDE} pixels; got {height} x {width} (H x W). "
+            "Check that the array or image is not empty or a single pixel."
+        )
+
+
+def _check_values(array: np.ndarray) -> None:
+    """Refuse arrays that would otherwise be scored as a black (or meaningless) image."""
+    kind = array.dtype.kind
+    if kind == "c":
+        raise ValueError(
+            f"an image array must hold real numbers, got complex values ({array.dtype}); "
+            "pass np.abs(a) or a.real if that is the picture"
+        )
+    if kind not in "biuf":
+        raise ValueError(
+            f"an image array must hold numbers (uint8, uint16, float or bool), got dtype {array.dtype}"
+            + (" (Python objects: was it built from a list of arrays of different sizes, or of None?)"
+               if kind == "O" else "")
+        )
+    if kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            nan, inf = int(np.isnan(array).sum()), int(bad.sum() - np.isnan(array).sum())
+            raise ValueError(
+                f"an image array must hold finite values; got {nan} NaN and {inf} infinite of "
+                f"{array.size} values. Fill or mask them first (e.g. np.nan_to_num)"
+            )
+
+
 def to_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
-    """A PIL image or an RGB(A)/grey array (uint8, uint16, float, bool) as H x W x 3 uint8, converted like image files."""
+    """A PIL image or an RGB(A)/grey array (uint8, uint16, float, bool) as H x W x 3 uint8, converted like image files.
+
+    Raises ValueError for what cannot be a picture: a wrong shape, an image smaller than
+    ``MIN_SIDE`` pixels a side (0 x 0, 1 x 1 ...), complex, object or string values, NaN or inf.
+    """
     if isinstance(image, Image.Image):
+        _check_size(image.height, image.width)
         return _pil_to_rgb(image)
     array = np.asarray(image)
+    _check_values(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise ValueError(
+            f"an image array must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {array.shape}"
+        )
+    _check_size(array.shape[0], array.shape[1])
     if array.ndim == 2:
         return _gray_to_rgb(_to_uint8(array))
-    if array.ndim == 3 and array.shape[2] == 3:
+    if array.shape[2] == 3:
         return np.ascontiguousarray(_to_uint8(array))
-    if array.ndim == 3 and array.shape[2] == 4:
-        return _composite_on_black(_to_uint8(array))
-    raise ValueError(
-        f"an image array must be H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA); got shape {array.shape}"
-    )
+    return _composite_on_black(_to_uint8(array))
 
 
 def _check_file(path: Path) -> None:

@@ -15,6 +15,9 @@ from .gii import GATES
 from .ocbe import OCBE
 
 REFERENCES = ("teacher", "expert")
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
+SIZE_MULTIPLE = 32  # the encoder's stride-16 features go through one more stride-2 stage in the OCBE
+MAX_BLUR_SIGMA = 64.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class ModelConfig:
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
+        # bounded before anything is allocated: a tampered config.json must fail here, not in malloc
+        if not isinstance(self.image_size, int) or not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE \
+                or self.image_size % SIZE_MULTIPLE:
+            raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE} in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
+                             f"got {self.image_size!r}")
+        if not 0 <= float(self.blur_sigma) <= MAX_BLUR_SIGMA:
+            raise ValueError(f"blur_sigma must be in [0, {MAX_BLUR_SIGMA}], got {self.blur_sigma!r}")
         if self.default_reference not in REFERENCES:
             raise ValueError(f"unknown default_reference {self.default_reference!r}; choose one of {REFERENCES}")
         object.__setattr__(self, "decoder_blocks", tuple(self.decoder_blocks))

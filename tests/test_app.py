@@ -6,12 +6,18 @@ checkpoint trained here (seconds), plus a tiny ``rd`` variant so the ablation ta
 can compare variants, plus a broken checkpoint whose message must show in the
 page. Screenshots of every tab go to tests/artifacts/ (gitignored).
 
+The hardening tests call the handlers as two browser sessions (``gr.Request``
+with two session hashes) and fetch files from the running server over HTTP: a
+fine-tune belongs to the session that made it, the workdir is never served, big
+or broken uploads are messages, and the workdir stays within its budget.
+
 Browser tests need Debian's Chromium at /usr/bin/chromium (``apt-get install -y
 chromium``); without it they are skipped, with that reason.
 """
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import socket
@@ -417,9 +423,9 @@ def test_finetune_and_evaluate_handlers_refuse_without_a_browser(tmp_path):
 
     registry = Registry()
     cfg = AppConfig(registry=registry, workdir=tmp_path)
-    status, *_ = next(finetune(cfg, {}, None, None, None, None, "full", 64, 3, "x", None))
+    status, *_ = next(finetune(cfg, None, None, None, None, "full", 64, 3, "x", None))
     assert "Upload normal images" in status
-    assert "No fine-tune is running" in cancel({}, None)
+    assert "No fine-tune is running" in cancel(cfg.sessions, None)
     assert evaluate_checkpoint(registry, {}, [], None)[0] == "Choose a checkpoint first."
     assert "Cannot evaluate" in evaluate_checkpoint(registry, {}, [], "no such checkpoint")[0]
     tabs, *rest = open_row(registry, "k", [], 0.5, _select([3, 1]))
@@ -435,12 +441,14 @@ def test_handlers_bound_for_gradio_keep_name_parameters_and_streaming():
     from rdexpert.app.tab_finetune import finetune
     from rdexpert.app.tab_inspect import inspect_example
 
-    streaming = bind(finetune, object(), {})
+    from rdexpert.app.sessions import Sessions
+
+    streaming = bind(finetune, object())
     assert streaming.__name__ == "finetune" and pyinspect.isgeneratorfunction(streaming)
     assert list(pyinspect.signature(streaming).parameters)[0] == "normal"
-    assert streaming.__annotations__["request"] is gr.Request
-    plain = bind(inspect_example, Registry(), ["a.png"])
-    assert list(pyinspect.signature(plain).parameters) == ["key", "threshold", "evt"]
+    assert streaming.__annotations__["request"] == gr.Request | None
+    plain = bind(inspect_example, Sessions(Registry(), "unused"), ["a.png"])
+    assert list(pyinspect.signature(plain).parameters) == ["key", "threshold", "evt", "request"]
     assert plain.__annotations__["evt"] is gr.SelectData and not pyinspect.isgeneratorfunction(plain)
 
 
@@ -467,6 +475,327 @@ def test_metrics_markdown_escapes_the_at_sign_and_says_when_there_is_nothing():
 
 
 # ---------------------------------------------------------------------------------------------
+# hardening: sessions own their fine-tunes, limits, errors as messages, the workdir's budget
+# ---------------------------------------------------------------------------------------------
+def _request(session: str):
+    """The request gradio hands a handler, for the browser session ``session``."""
+    import gradio as gr
+
+    return gr.Request(session_hash=session)
+
+
+def _jpeg_bytes(size: int = 256) -> bytes:
+    """A real JPEG: an MPDD metal_plate training image, re-encoded."""
+    source = sorted((MPDD / "metal_plate" / "train" / "good").glob("*.png"))[0]
+    buffer = io.BytesIO()
+    Image.open(source).convert("RGB").resize((size, size)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _needs_mpdd():
+    if not (MPDD / "metal_plate").is_dir():
+        pytest.skip(f"shared MPDD data not found at {MPDD}")
+
+
+def _texts(outputs) -> str:
+    """Every string a handler returned (what the page would show), as one text."""
+    return " ".join(str(o) for o in outputs if isinstance(o, str))
+
+
+@pytest.fixture(scope="module")
+def alice(served_app, tmp_path_factory, one_thread):
+    """A tiny fine-tune made in the running app by the browser session "alice" (through the handler)."""
+    from rdexpert.app.tab_finetune import finetune
+
+    _needs_mpdd()
+    demo, url = served_app
+    cfg = demo.rdx_config
+    upload = _mpdd_zip(tmp_path_factory.mktemp("alice") / "alice.zip", normal=4, defects=1, size=64)
+    outputs = list(finetune(cfg, [str(upload)], None, None, None, "rd", 64, 2, "alice-parts", _request("alice")))
+    session = cfg.sessions.get(_request("alice"))
+    assert session.job is not None and session.job.status == "done", outputs[-1][0]
+    return {"cfg": cfg, "url": url, "last": outputs[-1], "job": session.job, "session": session}
+
+
+def test_fine_tunes_belong_to_the_session_that_made_them(alice):
+    """D1: a second visitor neither lists nor loads the first one's fine-tune; no server path is shown."""
+    import gradio as gr
+
+    from rdexpert.app.header import describe_selected
+    from rdexpert.app.sessions import folder_name
+    from rdexpert.app.tab_evaluate import evaluate_selected
+    from rdexpert.app.tab_finetune import finetune
+    from rdexpert.app.tab_inspect import inspect_files
+    from rdexpert.app.ui import refresh
+
+    cfg, job, last = alice["cfg"], alice["job"], alice["last"]
+    sessions, workdir = cfg.sessions, cfg.workdir.resolve()
+    status, _, result, download = last
+    assert "Done in" in status and "alice-parts" in result
+    key = next(k for k in sessions.registry_for(_request("alice")).choices() if "alice-parts" in k)
+    # files in alice's own folder; the page shows names, never server paths
+    assert job.out.resolve().is_relative_to(workdir / "sessions" / folder_name("alice"))
+    shown = _texts([status, result, describe_selected(sessions, key, _request("alice"))])
+    assert str(workdir) not in shown and str(job.out) not in shown and "fine-tuned" in shown
+    # the download is a copy in gradio's upload cache, not a workdir path
+    assert download and not Path(download).resolve().is_relative_to(workdir)
+    # alice lists and uses it
+    assert key in refresh(sessions, _request("alice"))[0].constructor_args["choices"]
+    example = str(ROOT / "assets" / "good_test_00003.png")
+    state, *_, message = inspect_files(sessions, key, [example], 0.5, _request("alice"))
+    assert state is not None and state.key == key, message
+
+    # bob: a fresh session
+    bob = _request("bob")
+    checkpoint, base, _ = refresh(sessions, bob)
+    assert not any("alice" in str(c) for c in checkpoint.constructor_args["choices"])
+    assert not any("alice" in str(c) for c in base.constructor_args["choices"])
+    assert not any("alice" in k for k in cfg.registry.choices())  # nothing in the shared list either
+    state, *_, message = inspect_files(sessions, key, [example], 0.5, bob)
+    assert state is None and "unknown checkpoint" in message
+    assert "Cannot evaluate" in evaluate_selected(sessions, collections.OrderedDict(), [ROOT], key, bob)[0]
+    assert "unknown checkpoint" in describe_selected(sessions, key, bob)
+    upload = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "good_test_00012.png")]
+    status, *_ = next(finetune(cfg, upload, None, None, key, "rd", 64, 2, "bob", bob))
+    assert "unknown checkpoint" in status  # not even as "Start from"
+    assert isinstance(refresh(sessions, bob)[0], gr.Dropdown)
+
+
+def test_workdir_files_are_not_served_and_the_download_only_to_its_owner(alice):
+    """D1 over HTTP: the workdir is not served (weights, config, zip, uploaded images); the owner's link is."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    cfg, job, url = alice["cfg"], alice["job"], alice["url"]
+
+    def status_of(path) -> int:
+        try:
+            with urllib.request.urlopen(f"{url}gradio_api/file={urllib.parse.quote(str(path))}", timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    uploaded = next((alice["session"].folder / "uploads").rglob("*.png"))
+    private = [job.out / "model.safetensors", job.out / "config.json", job.archive, uploaded]
+    for path in private:
+        assert path.is_file() and status_of(path) in (403, 404), path
+    assert status_of(alice["last"][3]) == 200  # the zip handed to alice's download component
+    with urllib.request.urlopen(f"{url}config", timeout=30) as r:  # what a fresh page is built from
+        page = r.read().decode()
+    assert "alice-parts" not in page and str(cfg.workdir.resolve()) not in page
+
+
+def test_internal_events_are_not_api_endpoints(served_app):
+    """Only Inspect (uploaded images) and Evaluate are API endpoints: no fine-tune, cancel, redraws, loads."""
+    import urllib.request
+
+    demo, url = served_app
+    named = set(demo.get_api_info()["named_endpoints"])
+    assert named == {"/inspect_files", "/evaluate_checkpoint"}
+    with urllib.request.urlopen(f"{url}gradio_api/info", timeout=30) as r:
+        served = json.loads(r.read())
+    assert set(served["named_endpoints"]) == named and not served["unnamed_endpoints"]
+
+
+def test_inspect_refuses_a_huge_image_from_its_header(tmp_path, monkeypatch):
+    """D5: a 5000x4000 PNG is refused from its header, before a pixel is decoded; big JPEGs decode downscaled."""
+    from PIL import ImageFile
+
+    from rdexpert.app.tab_inspect import DECODE_PIXELS, MAX_INSPECT_PIXELS, inspect, read_image
+
+    _needs_mpdd()
+    source = Image.open(sorted((MPDD / "metal_plate" / "train" / "good").glob("*.png"))[0]).convert("RGB")
+    huge = tmp_path / "huge_scan.png"
+    source.resize((5000, 4000), Image.NEAREST).save(huge, compress_level=1)
+    assert 5000 * 4000 > MAX_INSPECT_PIXELS
+    big_jpeg = tmp_path / "big.jpg"
+    source.resize((4000, 3000), Image.NEAREST).save(big_jpeg, quality=80)
+
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("the pixels were decoded")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network ran")
+
+    registry = Registry()
+    monkeypatch.setattr(registry, "predictor", no_network)
+    with monkeypatch.context() as m:
+        m.setattr(ImageFile.ImageFile, "load", no_decoding)
+        began = time.perf_counter()
+        state, *_, message = inspect(registry, "any", [str(huge)], 0.5)
+        seconds = time.perf_counter() - began
+    assert state is None and "huge_scan.png" in message and "5000x4000" in message and "limit" in message
+    assert seconds < 2.0
+    image = read_image(big_jpeg)  # accepted (12 MP), decoded in JPEG draft mode at 1/4 scale
+    assert image.shape == (750, 1000, 3) and image.shape[0] * image.shape[1] <= DECODE_PIXELS
+
+
+def test_truncated_jpeg_is_a_message_in_inspect_and_refused_at_upload(app_registry, tmp_path):
+    """D6: the first half of a real JPEG: Inspect says so (no bare error); the fine-tune upload refuses it by name."""
+    from rdexpert.app.header import first_choice
+    from rdexpert.app.tab_finetune import finetune
+    from rdexpert.app.tab_inspect import inspect
+    from rdexpert.app.ui import AppConfig
+
+    data = _jpeg_bytes()
+    truncated = tmp_path / "half_part.jpg"
+    truncated.write_bytes(data[: len(data) // 2])
+    state, *_, message = inspect(app_registry, first_choice(app_registry), [str(truncated)], 0.5)
+    assert state is None and "half_part.jpg" in message and "truncated" in message
+    assert str(tmp_path) not in message
+
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, path in enumerate(good):
+        path.write_bytes(_png_bytes(i))
+    with pytest.raises(UploadError, match=r"half_part\.jpg.*truncated"):
+        prepare_dataset(tmp_path / "d1", [*good, truncated])
+    archive = _zip(tmp_path / "parts.zip", {"good/a.png": _png_bytes(0), "good/b.png": _png_bytes(1),
+                                            "good/half_part.jpg": data[: len(data) // 2]})
+    with pytest.raises(UploadError, match=r"half_part\.jpg.*truncated"):
+        prepare_dataset(tmp_path / "d2", [archive])
+    cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
+    status, *_ = next(finetune(cfg, [*map(str, good), str(truncated)], None, None, None, "rd", 64, 2, "t", None))
+    assert "Upload refused" in status and "half_part.jpg" in status and str(tmp_path) not in status
+
+
+def _corrupt(archive: Path, offset_of, patch: bytes) -> Path:
+    data = bytearray(archive.read_bytes())
+    at = offset_of(bytes(data))
+    data[at : at + len(patch)] = patch
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+def test_a_zip_with_a_corrupt_or_lying_header_is_refused_with_a_message(tmp_path):
+    """D6: a broken zip is an upload message (BadZipFile and the like never reach the visitor)."""
+    import struct
+
+    from rdexpert.app.tab_finetune import finetune
+    from rdexpert.app.ui import AppConfig
+
+    entries = {"good/a.png": _png_bytes(0), "good/b.png": _png_bytes(1), "good/c.png": _png_bytes(2)}
+    # the local header of the second entry is overwritten
+    bad_magic = _corrupt(_zip(tmp_path / "magic.zip", entries), lambda d: d.index(b"PK\x03\x04", 4), b"XX\x00\x00")
+    # the central directory says the first entry is 10 bytes (it is not): the CRC check fails on reading
+    lying = _corrupt(
+        _zip(tmp_path / "lying.zip", entries),
+        lambda d: d.index(b"PK\x01\x02") + 24,  # uncompressed size of the first central directory record
+        struct.pack("<I", 10),
+    )
+    for archive in (bad_magic, lying):
+        with pytest.raises(UploadError, match="damaged|not a valid zip"):
+            prepare_dataset(tmp_path / archive.stem, [archive])
+        assert not (tmp_path / archive.stem).exists()
+        cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
+        status, *_ = next(finetune(cfg, [str(archive)], None, None, None, "rd", 64, 2, "t", None))
+        assert "Upload refused" in status and str(tmp_path) not in status, status
+
+
+def test_unexpected_errors_become_the_apps_message_and_a_logged_traceback(caplog):
+    """D6: an exception a handler did not expect reaches the page as the app's message, without server paths."""
+    import gradio as gr
+
+    from rdexpert.app.common import bind
+
+    def broken(secret: Path, x):
+        raise OSError(f"cannot open {secret}/weights.bin")
+
+    def broken_stream(secret: Path, x):
+        yield "first"
+        raise zipfile.BadZipFile(f"{secret}/upload.zip")
+
+    for handler in (bind(broken, Path("/srv/private")), bind(broken_stream, Path("/srv/private"))):
+        with caplog.at_level("ERROR", logger="rdexpert.app"), pytest.raises(gr.Error) as raised:
+            list(handler(1)) if handler.__name__ == "broken_stream" else handler(1)
+        assert "went wrong" in raised.value.message and "/srv/private" not in raised.value.message
+        assert "Traceback" in caplog.text or caplog.records[-1].exc_info
+        caplog.clear()
+
+
+def test_a_failed_job_and_a_full_disk_are_messages_without_paths(tmp_path, monkeypatch):
+    """D6/D3: training that fails names no server path; an upload the disk cannot hold is a message."""
+    import errno
+
+    import rdexpert.train
+    from rdexpert.app import tab_finetune
+    from rdexpert.app.ui import AppConfig
+    from rdexpert.app.uploads import UploadedDataset
+
+    class FailingTrainer:
+        def __init__(self, config, **kwargs):
+            raise OSError(f"cannot read {tmp_path}/uploads/normal/part_07.png")
+
+    monkeypatch.setattr(rdexpert.train, "Trainer", FailingTrainer)
+    job = FineTuneJob(FineTuneSettings(name="t", iterations=2, image_size=64), UploadedDataset(tmp_path), tmp_path / "o")
+    job.start()
+    assert job.wait(60) and job.status == "failed"
+    assert "part_07.png" in job.error and str(tmp_path) not in job.error
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tab_finetune, "prepare_dataset", full_disk)
+    cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
+    status, *_ = next(tab_finetune.finetune(cfg, ["x.png"], None, None, None, "rd", 64, 2, "t", None))
+    assert "could not store your upload" in status and "No space left" in status
+
+
+def test_zip_checkpoint_leaves_no_temporary_file_when_writing_fails(tmp_path, monkeypatch):
+    """D3: a full disk while zipping leaves neither the .zip.tmp nor a partial zip behind."""
+    import errno
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"x" * 1000)
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        zip_checkpoint(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_workdir_cleanup_deletes_finished_session_folders_oldest_first(tmp_path):
+    """D3: too old folders go, then the oldest finished ones until within budget; open sessions stay."""
+    import os
+
+    from rdexpert.app.sessions import cleanup_workdir
+
+    now = time.time()
+    hours = {"ancient": 240, "old": 5, "older": 6, "open": 300, "new": 0.1}
+    for name, age in hours.items():
+        (tmp_path / name / "finetuned").mkdir(parents=True)
+        (tmp_path / name / "finetuned" / "model.safetensors").write_bytes(b"\0" * 300_000)
+        os.utime(tmp_path / name, (now - age * 3600, now - age * 3600))
+    (tmp_path / "stray.txt").write_text("not a session folder")
+    deleted = cleanup_workdir(tmp_path, budget_mb=0.6, max_age_hours=24, active={"open"}, now=now)
+    # ancient: too old; then 4 x 300 kB is over 0.6 MB (open sessions count): the oldest finished ones,
+    # "older" then "old", until 2 x 300 kB remain; "open" is older than all but is in use
+    assert [p.name for p in deleted] == ["ancient", "older", "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "open", "stray.txt"]
+    assert cleanup_workdir(tmp_path, budget_mb=None, max_age_hours=None) == []
+    assert cleanup_workdir(tmp_path / "absent") == []
+
+
+def test_workdir_budget_flags_and_launch_settings(tmp_path, monkeypatch):
+    from rdexpert.app.server import build_app, parse_args
+
+    defaults = parse_args([])
+    assert (defaults.workdir_budget_mb, defaults.workdir_max_age_hours) == (500.0, 24.0)
+    args = parse_args(["--workdir", str(tmp_path), "--workdir-budget-mb", "50", "--workdir-max-age-hours", "0",
+                       "--no-demo"])
+    monkeypatch.delenv("RDEXPERT_HUB_REPO", raising=False)
+    args.hub_repo = None
+    cfg = build_app(args, root=ROOT).rdx_config
+    assert (cfg.workdir_budget_mb, cfg.workdir_max_age_hours) == (50.0, None)
+    assert cfg.sessions.root == tmp_path / "sessions"
+
+
+# ---------------------------------------------------------------------------------------------
 # the page, in Chromium
 # ---------------------------------------------------------------------------------------------
 def _free_port() -> int:
@@ -476,7 +805,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(app_checkpoints, tmp_path_factory):
+def served_app(app_checkpoints, tmp_path_factory):
+    """The app launched on a free localhost port: (demo, url)."""
     from rdexpert.app.server import build_app, launch, parse_args
 
     args = parse_args(
@@ -493,8 +823,13 @@ def app_url(app_checkpoints, tmp_path_factory):
     args.hub_repo = None
     demo = build_app(args, root=ROOT)
     launch(demo, args, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{args.port}/"
+    yield demo, f"http://127.0.0.1:{args.port}/"
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(served_app):
+    return served_app[1]
 
 
 @pytest.fixture(scope="module")
@@ -580,6 +915,17 @@ def test_page_upload_several_images_to_inspect(page, tmp_path):
     _wait_text(page, "#rdx-inspect-message", "not an image")
     page.locator("#rdx-files button[aria-label=Clear]").click()
 
+    if (MPDD / "metal_plate").is_dir():  # a truncated JPEG: the app's message, not gradio's bare "Error"
+        data = _jpeg_bytes()
+        truncated = tmp_path / "cut_off.jpg"
+        truncated.write_bytes(data[: len(data) // 2])
+        page.locator("#rdx-files input[type=file]").set_input_files(str(truncated))
+        page.wait_for_timeout(500)
+        page.locator("#rdx-run").click()
+        _wait_text(page, "#rdx-inspect-message", "truncated")
+        assert "cut_off.jpg" in page.locator("#rdx-inspect-message").inner_text()
+        page.locator("#rdx-files button[aria-label=Clear]").click()
+
 
 def test_page_ablation_walkthrough_and_switch(page):
     _tab(page, "Ablations")
@@ -651,6 +997,7 @@ def test_page_finetune_tiny_and_evaluate(page, tmp_path):
     page.locator("#rdx-checkpoint input").click()
     page.get_by_role("option").filter(has_text="tiny-test").first.click()
     _wait_text(page, "#rdx-checkpoint-info", "fine-tuned")
+    assert "/sessions/" not in page.locator("#rdx-checkpoint-info").inner_text()  # a name, not a server path
     _tab(page, "Evaluate")
     page.locator("#rdx-ev-run").click()
     _wait_text(page, "#rdx-ev-summary", "images in")
@@ -664,3 +1011,28 @@ def test_page_finetune_tiny_and_evaluate(page, tmp_path):
     assert "tiny-test" in page.locator("#rdx-inspect-info").inner_text()
     assert page.get_by_role("tab", name="Inspect").get_attribute("aria-selected") == "true"
     _shot(page, "evaluate_row_opened_in_inspect")
+
+
+def test_page_a_second_visitor_does_not_see_the_first_ones_fine_tune(page, app_url):
+    """D1 in two browser contexts (two visitors): the fine-tune above is listed for its page only."""
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        other = context.new_page()
+        other.set_default_timeout(60_000)
+        other.goto(app_url)
+        other.wait_for_selector("#rdx-examples button.thumbnail-item")
+        _wait_text(other, "#rdx-checkpoint-info", "source:")  # the page-load events ran
+        other.wait_for_timeout(500)
+        other.locator("#rdx-checkpoint input").click()
+        other.get_by_role("option").first.wait_for()
+        options = other.get_by_role("option").all_inner_texts()
+        assert options and not any("tiny-test" in o for o in options), options
+        _tab(other, "Fine-tune")
+        other.locator("#rdx-ft-base input").click()
+        assert not any("tiny-test" in o for o in other.get_by_role("option").all_inner_texts())
+    finally:
+        context.close()
+    page.locator("#rdx-checkpoint input").click()  # the first visitor still has it
+    page.get_by_role("option").first.wait_for()
+    assert any("tiny-test" in o for o in page.get_by_role("option").all_inner_texts())
+    page.keyboard.press("Escape")

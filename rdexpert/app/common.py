@@ -3,12 +3,16 @@
 Handlers are module-level functions that take what they work on (registry,
 config, caches) as their first arguments, so tests can call them without a
 browser; :func:`bind` fixes those arguments when a tab wires them to events.
+Handlers that use checkpoints take the session store and the ``gr.Request``:
+the checkpoints a page may use are the shared ones plus its own fine-tunes
+(:mod:`rdexpert.app.sessions`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +21,15 @@ import gradio as gr
 
 from .finetune import FineTuneLimits
 from .registry import Registry
+from .sessions import Sessions
 from .uploads import UploadLimits
+
+log = logging.getLogger("rdexpert.app")
+
+FAILED = (
+    "Something went wrong on the server ({kind}); your request was not completed. "
+    "The details were written to the server's log."
+)
 
 
 @dataclass
@@ -31,10 +43,23 @@ class AppConfig:
     upload_limits: UploadLimits = UploadLimits()
     finetune_limits: FineTuneLimits = FineTuneLimits()
     title: str = "RD with Expert — anomaly detection"
+    workdir_budget_mb: float | None = 500.0  # finished sessions' folders beyond this are deleted, oldest first
+    workdir_max_age_hours: float | None = 24.0  # and those older than this
+    sessions: Sessions | None = None  # made from registry and workdir when not given
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir)
+        if self.sessions is None:
+            self.sessions = Sessions(self.registry, self.workdir)
 
     @property
     def example_paths(self) -> list[str]:
         return [path for path, _ in self.examples]
+
+
+def failure_message(error: BaseException) -> str:
+    """What a visitor reads when a handler failed unexpectedly (the traceback goes to the log)."""
+    return FAILED.format(kind=type(error).__name__)
 
 
 def bind(fn, *bound):
@@ -45,16 +70,32 @@ def bind(fn, *bound):
     type hints, and streams only from generator functions. So the handler keeps
     ``fn``'s name, the remaining parameters with their resolved hints, and is a
     generator function when ``fn`` is one.
+
+    An exception the handler did not turn into a message itself is logged with
+    its traceback and reaches the page as :func:`failure_message` (a
+    ``gr.Error``), never as gradio's bare "Error" nor with server paths.
     """
     if inspect.isgeneratorfunction(fn):
 
         def handler(*args, **kwargs):
-            yield from fn(*bound, *args, **kwargs)
+            try:
+                yield from fn(*bound, *args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as error:
+                log.exception("handler %s failed", fn.__name__)
+                raise gr.Error(failure_message(error), title="Request failed") from None
 
     else:
 
         def handler(*args, **kwargs):
-            return fn(*bound, *args, **kwargs)
+            try:
+                return fn(*bound, *args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as error:
+                log.exception("handler %s failed", fn.__name__)
+                raise gr.Error(failure_message(error), title="Request failed") from None
 
     signature = inspect.signature(functools.partial(fn, *bound))
     hints = typing.get_type_hints(fn)

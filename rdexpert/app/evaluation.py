@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Sample, list_samples
-from .registry import Entry
+from .registry import Entry, public_text
 
 
 class NoTestSplit(ValueError):
@@ -43,7 +43,7 @@ def labelled_samples(entry: Entry, search: list[Path]) -> tuple[list[Sample], st
     folder = resolve_dataset_root(str(root), [*search, *([entry.folder] if entry.folder else [])])
     if folder is None:
         raise NoTestSplit(
-            f"The test split of this checkpoint (dataset root `{root}`, category `{category}`) is not on this "
+            f"The test split of this checkpoint (dataset root `{public_text(root)}`, category `{category}`) is not on this "
             "machine. Put the dataset there (relative paths are resolved from the working folder and the app "
             "folder) to evaluate."
         )
@@ -51,10 +51,11 @@ def labelled_samples(entry: Entry, search: list[Path]) -> tuple[list[Sample], st
     try:
         samples = list_samples(folder, category, "test", layout=layout)
     except (ValueError, FileNotFoundError) as error:
-        raise NoTestSplit(f"No test split for `{category}` in `{folder}`: {error}") from None
+        raise NoTestSplit(f"No test split for `{category}` in `{folder.name}`: {public_text(error)}") from None
     if not any(s.label == 1 for s in samples) or not any(s.label == 0 for s in samples):
-        raise NoTestSplit(f"The test split in `{folder}` needs both normal and defective images.")
-    return samples, f"test split of `{category}` in `{folder}` ({len(samples)} images)"
+        raise NoTestSplit(f"The test split in `{folder.name}` needs both normal and defective images.")
+    # the page names the dataset folder, not where it is on the server
+    return samples, f"test split of `{category}` in `{folder.name}` ({len(samples)} images)"
 
 
 @dataclass

@@ -7,15 +7,18 @@ and re-raises). At the end the threshold is already calibrated by the trainer on
 held-out normal images; when defective images were uploaded, the job also
 evaluates the model on those held-out normal images plus the defective ones and
 writes the metrics into the checkpoint's config.json.
+
+A failed run keeps its traceback in the server log; :attr:`FineTuneJob.error`
+is the short reason for the page, without server paths.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import shutil
+import os
 import threading
 import time
-import traceback
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +26,10 @@ from pathlib import Path
 from ..checkpoint import CheckpointInfo, read_config, record_metrics, update_config
 from ..data import Sample, folder_samples, list_samples, split_holdout
 from ..model import VARIANTS
-from .registry import ABLATION_VARIANTS
+from .registry import ABLATION_VARIANTS, public_text
 from .uploads import UploadedDataset
+
+log = logging.getLogger(__name__)
 
 IMAGE_SIZES = (64, 96, 128, 192, 256)
 # the full model first, then down the ablation ladder, then the other variants
@@ -183,9 +188,9 @@ class FineTuneJob:
             self.status = "done"
         except Cancelled:
             self.status = "cancelled"
-        except Exception as error:  # shown in the page
-            self.error = f"{type(error).__name__}: {error}"
-            traceback.print_exc()
+        except Exception as error:  # shown in the page, the traceback in the log
+            log.exception("fine-tune %s failed (output %s)", self.settings.name, self.out)
+            self.error = f"{type(error).__name__}: {public_text(error)}"
             self.status = "failed"
         finally:
             self.finished = time.perf_counter()
@@ -233,14 +238,21 @@ def evaluate_checkpoint(folder: Path, samples: list[Sample], device: str = "auto
 
 
 def zip_checkpoint(folder: str | Path, archive: str | Path | None = None) -> Path:
-    """Zip a checkpoint folder (config.json, model.safetensors, loss curve), without the resume state."""
+    """Zip a checkpoint folder (config.json, model.safetensors, loss curve), without the resume state.
+
+    The zip is written under a temporary name and renamed when complete; when
+    writing fails (a full disk), the temporary file is removed and the error raised.
+    """
     folder = Path(folder)
     archive = Path(archive) if archive is not None else folder.with_suffix(".zip")
     tmp = archive.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if path.is_file() and relative.parts[0] != "resume" and not path.name.startswith("."):
-                zf.write(path, Path(folder.name) / relative)
-    shutil.move(tmp, archive)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(folder.rglob("*")):
+                relative = path.relative_to(folder)
+                if path.is_file() and relative.parts[0] != "resume" and not path.name.startswith("."):
+                    zf.write(path, Path(folder.name) / relative)
+        os.replace(tmp, archive)
+    finally:
+        tmp.unlink(missing_ok=True)
     return archive

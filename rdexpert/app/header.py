@@ -9,6 +9,7 @@ import gradio as gr
 from . import views
 from .common import AppConfig
 from .registry import Registry
+from .sessions import Sessions
 
 INTRO = (
     "Reverse distillation with an **Expert–Teacher–Student** network and **Guided Information Injection** "
@@ -37,7 +38,7 @@ def banner(registry: Registry) -> str:
                 "warning",
             )
         )
-    parts += [views.message_html(m, "warning") for m in registry.messages]
+    parts += [views.message_html(m, "warning") for m in registry.all_messages()]
     return "".join(parts)
 
 
@@ -45,7 +46,10 @@ def describe(registry: Registry, key: str | None) -> str:
     """One line about the selected checkpoint, with its stored metrics."""
     if not key:
         return "_no checkpoint selected_"
-    entry = registry.get(key)
+    try:
+        entry = registry.get(key)
+    except KeyError:
+        return f"_unknown checkpoint `{key}`: pick one from the list_"
     text = entry.describe()
     if entry.metrics:
         text += f"<br>stored metrics: {views.metric_values(entry.metrics)}"
@@ -53,6 +57,10 @@ def describe(registry: Registry, key: str | None) -> str:
     if health.get("reason"):
         text += f"<br>default reference: **{entry.info.default_reference}** — {health['reason']}"
     return text
+
+
+def describe_selected(sessions: Sessions, key: str | None, request: gr.Request | None = None) -> str:
+    return describe(sessions.registry_for(request), key)
 
 
 @dataclass

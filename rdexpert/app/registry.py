@@ -4,10 +4,19 @@ Discovery only reads ``config.json`` files; models are loaded on first use
 (through :class:`rdexpert.inference.Predictor`) and kept in a small cache. A
 checkpoint that is missing or broken becomes an :class:`Entry` with an
 ``error`` (shown in the page), never an exception at start-up.
+
+One :class:`Registry` holds the checkpoints every visitor may use (shipped,
+``--checkpoints``, Hub). A browser session's fine-tunes go into that session's
+own registry, made with ``Registry(parent=shared)``: it lists and loads the
+shared checkpoints plus its own, and no other session's. Texts meant for the
+page name checkpoints by folder name, never by server path
+(:func:`public_text`); the full paths go to the server log.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +28,19 @@ from ..model import VARIANTS
 
 # the paper's ablation ladder (DESIGN.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
 ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.skip != "plain")
+
+log = logging.getLogger(__name__)
+
+# an absolute path (POSIX or Windows) with at least one folder in it: /a/b/c.png, C:\\x\\y.zip
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"`<>|]+)+[/\\]([^\s/\\'\"`<>|]*)")
+# the same inside quotes, where it may hold spaces: '/srv/my uploads/a b.png'
+_QUOTED_PATH = re.compile(r"(['\"`])(?:[A-Za-z]:)?[/\\][^'\"`]*?([^/\\'\"`]*)\1")
+
+
+def public_text(text: str) -> str:
+    """``text`` with every absolute server path shortened to its last component (for messages in the page)."""
+    text = _QUOTED_PATH.sub(lambda m: f"{m.group(1)}{m.group(2) or '…'}{m.group(1)}", str(text))
+    return _PATH.sub(lambda m: m.group(1) or "…", text)
 
 
 @dataclass
@@ -33,6 +55,13 @@ class Entry:
     folder: Path | None = None  # local folder, when there is one
     eval_samples: list | None = None  # fine-tuned: the labelled images it was evaluated on
     archive: Path | None = None  # fine-tuned: the zip to download
+
+    @property
+    def public_ref(self) -> str:
+        """Where the checkpoint comes from, as the page may show it: a Hub reference, else the folder name."""
+        if self.source == "hub":
+            return self.ref
+        return self.folder.name if self.folder is not None else Path(self.ref).name
 
     @property
     def ok(self) -> bool:
@@ -65,7 +94,7 @@ class Entry:
             f"variant `{info.variant or '?'}`",
             f"backbone `{info.backbone or '?'}`",
             f"{info.image_size or '?'} px",
-            f"source: {self.source} (`{self.ref}`)",
+            f"source: {self.source} (`{self.public_ref}`)",
         ]
         return " · ".join(parts)
 
@@ -97,10 +126,16 @@ def _label(config: dict, fallback: str) -> str:
 
 
 class Registry:
-    """Thread-safe list of checkpoints plus a small cache of loaded predictors."""
+    """Thread-safe list of checkpoints plus a small cache of loaded predictors.
 
-    def __init__(self, device: str = "auto", cache_size: int = 6):
-        self.device = device
+    ``parent``: a registry whose checkpoints this one also lists and loads (a
+    browser session's registry over the shared one); its own entries are
+    visible only through it, and their keys never collide with the parent's.
+    """
+
+    def __init__(self, device: str = "auto", cache_size: int = 6, parent: Registry | None = None):
+        self.parent = parent
+        self.device = parent.device if parent is not None and device == "auto" else device
         self.cache_size = cache_size
         self.entries: dict[str, Entry] = {}
         self.messages: list[str] = []
@@ -112,7 +147,7 @@ class Registry:
     # -- discovery -------------------------------------------------------------------------------
     def _unique_key(self, base: str) -> str:
         key, n = base, 1
-        while key in self.entries:
+        while key in self.entries or (self.parent is not None and self.parent.has(key)):
             n += 1
             key = f"{base} ({n})"
         return key
@@ -122,7 +157,10 @@ class Registry:
             entry.key = self._unique_key(entry.key)
             self.entries[entry.key] = entry
             if entry.error:
-                self.messages.append(f"Checkpoint `{entry.ref}` ({entry.source}) is not available: {entry.error}")
+                log.warning("checkpoint %s (%s) is not available: %s", entry.ref, entry.source, entry.error)
+                self.messages.append(
+                    f"Checkpoint `{entry.public_ref}` ({entry.source}) is not available: {public_text(entry.error)}"
+                )
         return entry
 
     def add_local(self, folder: str | Path, source: str = "local", name: str | None = None) -> Entry:
@@ -151,7 +189,8 @@ class Registry:
             return [self.add_local(directory, source)]
         if not directory.is_dir():
             if required:
-                self.messages.append(f"Checkpoint folder `{directory}` does not exist.")
+                log.warning("checkpoint folder %s does not exist", directory)
+                self.messages.append(f"Checkpoint folder `{directory.name}` does not exist.")
             return []
         found = [
             self.add_local(sub, source)
@@ -159,7 +198,8 @@ class Registry:
             if sub.is_dir() and (sub / CONFIG_NAME).is_file()
         ]
         if not found and required:
-            self.messages.append(f"No checkpoint (a subfolder with {CONFIG_NAME}) in `{directory}`.")
+            log.warning("no checkpoint in %s", directory)
+            self.messages.append(f"No checkpoint (a subfolder with {CONFIG_NAME}) in `{directory.name}`.")
         return found
 
     def add_hub(self, repo: str) -> list[Entry]:
@@ -192,11 +232,29 @@ class Registry:
         return added
 
     # -- queries ---------------------------------------------------------------------------------
-    def choices(self) -> list[str]:
+    def has(self, key: str | None) -> bool:
+        """Whether ``key`` is a checkpoint of this registry or of its parent."""
         with self._lock:
-            return [k for k, e in self.entries.items() if e.ok]
+            if key in self.entries:
+                return True
+        return self.parent is not None and self.parent.has(key)
+
+    def _owner(self, key: str | None) -> Registry:
+        """This registry when ``key`` is one of its own entries, else the parent (which may not know it either)."""
+        with self._lock:
+            if key in self.entries or self.parent is None:
+                return self
+        return self.parent
+
+    def choices(self) -> list[str]:
+        inherited = self.parent.choices() if self.parent is not None else []
+        with self._lock:
+            return inherited + [k for k, e in self.entries.items() if e.ok]
 
     def get(self, key: str | None) -> Entry:
+        owner = self._owner(key)
+        if owner is not self:
+            return owner.get(key)
         with self._lock:
             if key not in self.entries:
                 raise KeyError(f"unknown checkpoint {key!r}")
@@ -204,7 +262,7 @@ class Registry:
 
     def variants(self, category: str | None) -> dict[str, Entry]:
         """The first loaded checkpoint of each ablation variant for ``category`` (shipped ones first)."""
-        out: dict[str, Entry] = {}
+        out: dict[str, Entry] = self.parent.variants(category) if self.parent is not None else {}
         if category is None:
             return out
         with self._lock:
@@ -213,9 +271,16 @@ class Registry:
                     out.setdefault(entry.variant, entry)
         return {v: out[v] for v in ABLATION_VARIANTS if v in out}
 
+    def all_messages(self) -> list[str]:
+        """The parent's messages, then this registry's."""
+        return (self.parent.all_messages() if self.parent is not None else []) + list(self.messages)
+
     # -- models ----------------------------------------------------------------------------------
     def predictor(self, key: str):
         """The loaded Predictor of ``key`` (loaded on first use; errors become CheckpointError)."""
+        owner = self._owner(key)
+        if owner is not self:
+            return owner.predictor(key)
         entry = self.get(key)
         if not entry.ok:
             raise CheckpointError(entry.error or "not available")
@@ -234,7 +299,10 @@ class Registry:
             try:
                 predictor = Predictor.from_pretrained(entry.ref, device=self.device)
             except Exception as error:
-                raise CheckpointError(f"could not load `{entry.ref}`: {type(error).__name__}: {error}") from error
+                log.exception("could not load checkpoint %s", entry.ref)
+                raise CheckpointError(
+                    f"could not load `{entry.public_ref}`: {type(error).__name__}: {public_text(error)}"
+                ) from error
             with self._lock:
                 self._load_seconds[key] = time.perf_counter() - began
                 self._predictors[key] = predictor
@@ -243,7 +311,14 @@ class Registry:
             return predictor
 
     def load_seconds(self, key: str) -> float | None:
-        return self._load_seconds.get(key)
+        owner = self._owner(key)
+        return owner.load_seconds(key) if owner is not self else self._load_seconds.get(key)
 
     def is_loaded(self, key: str) -> bool:
-        return key in self._predictors
+        owner = self._owner(key)
+        return owner.is_loaded(key) if owner is not self else key in self._predictors
+
+    def release(self) -> None:
+        """Forget the loaded predictors (a closed session's models)."""
+        with self._lock:
+            self._predictors.clear()

@@ -1,4 +1,10 @@
-"""Build the app from command-line flags / environment and launch it."""
+"""Build the app from command-line flags / environment and launch it.
+
+The workdir (uploads and fine-tunes, one folder per browser session) is never
+served: it is not in ``allowed_paths`` and is in ``blocked_paths``; a
+fine-tune's zip reaches its own page through gradio's upload cache. Its size
+and age are bounded by ``--workdir-budget-mb`` and ``--workdir-max-age-hours``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from .registry import Registry
+from .registry import Registry, public_text
 
 DEMO_CATEGORY = "metal_plate"
 HUB_ENV = "RDEXPERT_HUB_REPO"
@@ -42,6 +48,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs the internet)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--workdir", default=None, help="where fine-tune uploads and checkpoints go (default runs/app)")
+    parser.add_argument(
+        "--workdir-budget-mb",
+        type=float,
+        default=500.0,
+        metavar="MB",
+        help="when a fine-tune starts, delete finished sessions' folders, oldest first, until the workdir's "
+        "sessions use at most this much (default 500; 0 or less: no size limit)",
+    )
+    parser.add_argument(
+        "--workdir-max-age-hours",
+        type=float,
+        default=24.0,
+        metavar="H",
+        help="and delete finished sessions' folders older than this (default 24; 0 or less: no age limit)",
+    )
     parser.add_argument("--no-demo", action="store_true", help="do not load the shipped checkpoints/ folder")
     return parser.parse_args(argv)
 
@@ -58,8 +79,8 @@ def build_app(args: argparse.Namespace | None = None, root: str | Path | None = 
         found = registry.scan(shipped, source="shipped", required=False)
         if not any(e.category == DEMO_CATEGORY for e in found):
             registry.messages.append(
-                f"The demo checkpoint `{shipped / DEMO_CATEGORY}` is missing or broken: "
-                + next((e.error for e in found if e.error), "no config.json there")
+                f"The demo checkpoint `checkpoints/{DEMO_CATEGORY}` is missing or broken: "
+                + public_text(next((e.error for e in found if e.error), "no config.json there"))
                 + ". Use --checkpoints DIR, --hub-repo ORG/NAME, or fine-tune one."
             )
     for folder in args.checkpoints:
@@ -67,9 +88,16 @@ def build_app(args: argparse.Namespace | None = None, root: str | Path | None = 
     if args.hub_repo:
         registry.add_hub(args.hub_repo)
     workdir = Path(args.workdir) if args.workdir else root / "runs" / "app"
-    registry.scan(workdir / "finetuned", source="fine-tuned", required=False)  # earlier fine-tunes (finished ones)
+    # fine-tunes of earlier runs are not loaded: each belonged to a browser session that is gone
+    budget = getattr(args, "workdir_budget_mb", 500.0)
+    max_age = getattr(args, "workdir_max_age_hours", 24.0)
     config = AppConfig(
-        registry=registry, examples=example_images(root / "assets"), workdir=workdir, search_roots=[root]
+        registry=registry,
+        examples=example_images(root / "assets"),
+        workdir=workdir,
+        search_roots=[root],
+        workdir_budget_mb=budget if budget is not None and budget > 0 else None,
+        workdir_max_age_hours=max_age if max_age is not None and max_age > 0 else None,
     )
     demo = build_demo(config)
     # Inspect/Ablations/Evaluate share two workers; fine-tuning has its own concurrency id with limit 1
@@ -106,7 +134,8 @@ def launch(demo, args: argparse.Namespace, **kwargs):
         server_port=args.port,
         share=args.share,
         css=CSS,
-        allowed_paths=[str(cfg.workdir), *assets],
+        allowed_paths=assets,  # the example images only; never the workdir
+        blocked_paths=[str(cfg.workdir.resolve())],
         max_file_size="200mb",
         footer_links=["gradio", "settings"],
         **kwargs,

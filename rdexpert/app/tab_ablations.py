@@ -7,6 +7,7 @@ checkpoints of the same category, found in the registry.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +16,13 @@ import gradio as gr
 from ..checkpoint import CheckpointError
 from ..model import GATES, REFERENCES
 from . import views
-from .common import AppConfig, bind, examples_gallery
-from .registry import ABLATION_VARIANTS, Entry, Registry
-from .tab_inspect import InspectState
+from .common import AppConfig, bind, examples_gallery, failure_message
+from .registry import ABLATION_VARIANTS, Entry, Registry, public_text
+from .sessions import Sessions
+from .tab_inspect import InspectState, read_image
+from .uploads import UploadError
+
+log = logging.getLogger(__name__)
 
 WALKTHROUGH = (("teacher", "gated"), ("expert", "gated"), ("teacher", "open"), ("teacher", "closed"))
 
@@ -37,6 +42,11 @@ def ablation_source(state: InspectState | None, source):
     if state and state.items:
         return state.current.source
     return None
+
+
+def pixels(source):
+    """What the network runs on: a file read like Inspect reads it (size checked, decoded once), or the array."""
+    return read_image(source) if isinstance(source, (str, Path)) else source
 
 
 def one_panel(predictor, entry: Entry, source, reference: str, gate: str):
@@ -91,10 +101,16 @@ def walkthrough(registry: Registry, key: str | None, state: InspectState | None,
     try:
         entry = registry.get(key)
         predictor = registry.predictor(key)
-        panels = [one_panel(predictor, entry, src, r, g) for r, g in WALKTHROUGH]
-        variants_gallery, variants_text = variant_comparison(registry, entry, src)
+        image = pixels(src)
+        panels = [one_panel(predictor, entry, image, r, g) for r, g in WALKTHROUGH]
+        variants_gallery, variants_text = variant_comparison(registry, entry, image)
+    except UploadError as error:
+        return (views.message_html(str(error), "error"), *blank, None, "", None, "")
     except (CheckpointError, KeyError) as error:
-        return (views.message_html(f"Checkpoint error: {error}", "error"), *blank, None, "", None, "")
+        return (views.message_html(f"Checkpoint error: {public_text(error)}", "error"), *blank, None, "", None, "")
+    except Exception as error:
+        log.exception("ablation walkthrough failed (checkpoint %r)", key)
+        return (views.message_html(failure_message(error), "error"), *blank, None, "", None, "")
     custom, custom_text = panels[0]
     name = Path(src).name if isinstance(src, (str, Path)) else "the Inspect image"
     return (
@@ -108,14 +124,16 @@ def walkthrough(registry: Registry, key: str | None, state: InspectState | None,
     )
 
 
-def walkthrough_example(registry: Registry, example_paths: list[str], key, state, evt: gr.SelectData):
+def walkthrough_example(
+    sessions: Sessions, example_paths: list[str], key, state, evt: gr.SelectData, request: gr.Request | None = None
+):
     """A clicked example becomes the tab's image (kept for the radio buttons)."""
     path = example_paths[evt.index]
-    return (path, *walkthrough(registry, key, state, path))
+    return (path, *walkthrough(sessions.registry_for(request), key, state, path))
 
 
-def walkthrough_inspect(registry: Registry, key, state):
-    return (None, *walkthrough(registry, key, state, None))
+def walkthrough_inspect(sessions: Sessions, key, state, request: gr.Request | None = None):
+    return (None, *walkthrough(sessions.registry_for(request), key, state, None))
 
 
 def custom_combination(registry: Registry, key, state, source, reference: str, gate: str):
@@ -123,9 +141,20 @@ def custom_combination(registry: Registry, key, state, source, reference: str, g
     if not key or src is None:
         return None, "Pick an image first."
     try:
-        return one_panel(registry.predictor(key), registry.get(key), src, reference, gate)
+        return one_panel(registry.predictor(key), registry.get(key), pixels(src), reference, gate)
+    except UploadError as error:
+        return None, str(error)
     except (CheckpointError, KeyError) as error:
-        return None, f"Checkpoint error: {error}"
+        return None, f"Checkpoint error: {public_text(error)}"
+    except Exception as error:
+        log.exception("ablation panel failed (checkpoint %r)", key)
+        return None, failure_message(error)
+
+
+def custom_selected(
+    sessions: Sessions, key, state, source, reference: str, gate: str, request: gr.Request | None = None
+):
+    return custom_combination(sessions.registry_for(request), key, state, source, reference, gate)
 
 
 @dataclass
@@ -184,23 +213,27 @@ def build(cfg: AppConfig) -> AblationsTab:
 
 
 def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_state: gr.State) -> None:
-    registry = cfg.registry
+    sessions = cfg.sessions
+    # internal to the page (they read the Inspect state): not API endpoints
     tab.run.click(
-        bind(walkthrough_inspect, registry),
+        bind(walkthrough_inspect, sessions),
         [checkpoint, inspect_state],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
+        api_visibility="private",
     )
     tab.examples.select(
-        bind(walkthrough_example, registry, cfg.example_paths),
+        bind(walkthrough_example, sessions, cfg.example_paths),
         [checkpoint, inspect_state],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
+        api_visibility="private",
     )
     for radio in (tab.reference, tab.gate):
         radio.change(
-            bind(custom_combination, registry),
+            bind(custom_selected, sessions),
             [checkpoint, inspect_state, tab.source, tab.reference, tab.gate],
             tab.custom,
             concurrency_id="inspect",
+            api_visibility="private",
         )

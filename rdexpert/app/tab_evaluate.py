@@ -6,6 +6,7 @@ CPU), so the last few results are cached per checkpoint.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,13 @@ import gradio as gr
 
 from ..checkpoint import CheckpointError
 from . import views
-from .common import AppConfig, bind
+from .common import AppConfig, bind, failure_message
 from .evaluation import TABLE_HEADERS, EvaluationView, NoTestSplit, run_evaluation
-from .registry import Registry
+from .registry import Registry, public_text
+from .sessions import Sessions
 from .tab_inspect import OUTPUT_COUNT, inspect
+
+log = logging.getLogger(__name__)
 
 INTRO = (
     "Score the selected checkpoint on its labelled test images (its config's dataset root "
@@ -30,22 +34,29 @@ CACHED_EVALUATIONS = 3
 
 
 def evaluate_checkpoint(
-    registry: Registry, cache: OrderedDict[str, EvaluationView], search_roots: list[Path], key: str | None
+    registry: Registry, cache: OrderedDict[tuple, EvaluationView], search_roots: list[Path], key: str | None
 ):
-    """(summary markdown, ROC figure, histogram figure, table rows, image paths in table order)."""
+    """(summary markdown, ROC figure, histogram figure, table rows, image paths in table order).
+
+    The cache is keyed by the name and where the checkpoint is: two sessions' fine-tunes may share a name.
+    """
     nothing = (None, None, None, [])
     if not key:
         return ("Choose a checkpoint first.", *nothing)
     try:
         entry = registry.get(key)
-        view = cache.get(key)
+        cache_key = (key, entry.source, entry.ref)
+        view = cache.get(cache_key)
         if view is None:
             view = run_evaluation(key, entry, registry.predictor(key), search_roots)
-            cache[key] = view
+            cache[cache_key] = view
             while len(cache) > CACHED_EVALUATIONS:
                 cache.popitem(last=False)
     except (NoTestSplit, CheckpointError, KeyError) as error:
-        return (f"**Cannot evaluate** `{key}`: {error}", *nothing)
+        return (f"**Cannot evaluate** `{key}`: {public_text(error)}", *nothing)
+    except Exception as error:
+        log.exception("evaluation of %r failed", key)
+        return (f"**Cannot evaluate** `{key}`: {failure_message(error)}", *nothing)
     summary = (
         f"**{key}** on the {view.description}. {len(view.paths)} images in {view.seconds:.1f} s on {view.device}; "
         f"accuracy at the calibrated threshold: {100 * view.accuracy():.1f}%.\n\n"
@@ -56,12 +67,28 @@ def evaluate_checkpoint(
     return summary, roc, hist, view.table(), view.ordered_paths()
 
 
+def evaluate_selected(
+    sessions: Sessions,
+    cache: OrderedDict[tuple, EvaluationView],
+    search_roots: list[Path],
+    key: str | None,
+    request: gr.Request | None = None,
+):
+    return evaluate_checkpoint(sessions.registry_for(request), cache, search_roots, key)
+
+
 def open_row(registry: Registry, key, paths: list[str], threshold: float, evt: gr.SelectData):
     """(tabs, *Inspect outputs): switch to Inspect with the clicked row's image."""
     row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
     if not paths or row is None or row >= len(paths):
         return (gr.skip(), *([gr.skip()] * OUTPUT_COUNT))
     return (gr.Tabs(selected="inspect"), *inspect(registry, key, [paths[row]], threshold))
+
+
+def open_selected_row(
+    sessions: Sessions, key, paths: list[str], threshold: float, evt: gr.SelectData, request: gr.Request | None = None
+):
+    return open_row(sessions.registry_for(request), key, paths, threshold, evt)
 
 
 @dataclass
@@ -99,16 +126,18 @@ def wire(
     threshold: gr.Slider,
     inspect_outputs: list,
 ) -> None:
-    cache: OrderedDict[str, EvaluationView] = OrderedDict()
+    cache: OrderedDict[tuple, EvaluationView] = OrderedDict()
     tab.run.click(
-        bind(evaluate_checkpoint, cfg.registry, cache, cfg.search_roots),
+        bind(evaluate_selected, cfg.sessions, cache, cfg.search_roots),
         checkpoint,
         tab.outputs,
         concurrency_id="inspect",
+        api_name="evaluate_checkpoint",  # an API endpoint, under the name it always had
     )
     tab.table.select(
-        bind(open_row, cfg.registry),
+        bind(open_selected_row, cfg.sessions),
         [checkpoint, tab.paths, threshold],
         [tabs, *inspect_outputs],
         concurrency_id="inspect",
+        api_visibility="private",
     )

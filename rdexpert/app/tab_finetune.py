@@ -1,13 +1,19 @@
 """The Fine-tune tab: train on uploaded images in the background and stream progress to the page.
 
 Training is a :class:`~rdexpert.app.finetune.FineTuneJob` (one per browser
-session, kept in ``jobs``); the handler here only validates the upload, starts
-the job, polls it and turns its snapshots into progress HTML and a loss plot.
+session, kept in its :class:`~rdexpert.app.sessions.Session`); the handler here
+only validates the upload, starts the job, polls it and turns its snapshots into
+progress HTML and a loss plot. Uploads and the result go into the session's
+own folder, the fine-tuned model into the session's own registry: other
+visitors neither list nor load it, and the page shows its name, never its
+path. The zip is offered to that session only, through its download component.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +24,10 @@ from . import views
 from .common import AppConfig, bind
 from .finetune import IMAGE_SIZES, VARIANT_CHOICES, FineTuneJob, FineTuneSettings
 from .registry import Registry
+from .sessions import Sessions, cleanup_workdir
 from .uploads import UploadError, prepare_dataset
+
+log = logging.getLogger(__name__)
 
 PRETRAINED_CHOICE = "pretrained backbone (defaults)"
 PLOT_SECONDS = 2.0  # the loss plot is redrawn at most this often while training
@@ -38,17 +47,15 @@ def intro(cfg: AppConfig) -> str:
         "absolute paths, `..` entries, links or non-image files are refused. One fine-tune runs at a "
         "time (others wait in the queue). On 2 CPU cores an iteration of `full` at 256 px takes about 2 s "
         "(the default 150 iterations: about 5 minutes); 128 px is about 4x faster. Cancel keeps nothing "
-        "selectable (the partial state stays on disk)."
+        "selectable.\n\n**Private to this page:** your uploads and fine-tuned models are visible only in "
+        "this browser tab, and are gone when you close or reload it; download the zip to keep a model. "
+        "The server deletes them later."
     )
 
 
 def slug(text: str) -> str:
     """A name safe for folders and checkpoint keys."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "model"
-
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"
 
 
 def checkpoint_choices(registry: Registry):
@@ -98,31 +105,80 @@ def _finished_text(entry, job: FineTuneJob, metrics: dict | None, has_defects: b
     return text
 
 
+def offer_download(archive) -> str | None:
+    """The zip, copied into gradio's upload cache, for the download component of the session that made it.
+
+    The workdir itself is never served; the copy's folder is named by a keyed
+    hash of its content, so only the page it is handed to can name it.
+    """
+    if archive is None:
+        return None
+    try:
+        from gradio import processing_utils, utils
+
+        return processing_utils.save_file_to_cache(str(archive), cache_dir=utils.get_upload_folder())
+    except Exception:
+        log.exception("could not offer %s for download", archive)
+        return None
+
+
 def finetune(
-    cfg: AppConfig, jobs: dict, normal, defect, masks, base, variant, size, iterations, name, request: gr.Request
+    cfg: AppConfig,
+    normal,
+    defect,
+    masks,
+    base,
+    variant,
+    size,
+    iterations,
+    name,
+    request: gr.Request | None = None,
 ):
     """Yields (status html, loss plot, result markdown, archive) until the job ends."""
-    registry = cfg.registry
+    session = cfg.sessions.get(request)
+    registry = session.registry
     job_id = f"{slug(name)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     if not normal:
         yield (views.message_html("Upload normal images (or a .zip) first.", "error"), None, "", None)
         return
+    try:  # keep the workdir within its budget: finished sessions' folders, oldest first
+        max_age = cfg.workdir_max_age_hours
+        active = cfg.sessions.active_folders(max_age * 3600 if max_age is not None else None) | {session.folder.name}
+        cleanup_workdir(cfg.sessions.root, cfg.workdir_budget_mb, max_age, active=active)
+    except Exception:
+        log.exception("workdir cleanup failed")
     try:
-        dataset = prepare_dataset(cfg.workdir / "uploads" / job_id, normal, defect, masks, cfg.upload_limits)
+        dataset = prepare_dataset(session.folder / "uploads" / job_id, normal, defect, masks, cfg.upload_limits)
     except UploadError as error:
         yield (views.message_html(f"Upload refused: {error}", "error"), None, "", None)
         return
-    settings, origin = _settings(registry, base, variant, size, iterations, name)
-    try:
-        settings.validate(cfg.finetune_limits)
-    except ValueError as error:
-        yield (views.message_html(str(error), "error"), None, "", None)
+    except OSError as error:
+        log.exception("could not store an upload in %s", session.folder)
+        reason = error.strerror or type(error).__name__
+        yield (
+            views.message_html(
+                f"The server could not store your upload ({reason}); try again later or with fewer images.",
+                "error",
+            ),
+            None,
+            "",
+            None,
+        )
         return
-    job = FineTuneJob(settings, dataset, cfg.workdir / "finetuned" / job_id)
-    previous = jobs.get(_session(request))
+    try:
+        settings, origin = _settings(registry, base, variant, size, iterations, name)
+        settings.validate(cfg.finetune_limits)
+    except (KeyError, ValueError) as error:
+        shutil.rmtree(dataset.root, ignore_errors=True)
+        text = f"Start from: unknown checkpoint `{base}`." if isinstance(error, KeyError) else str(error)
+        yield (views.message_html(text, "error"), None, "", None)
+        return
+    job = FineTuneJob(settings, dataset, session.folder / "finetuned" / job_id)
+    previous = session.job
     if previous is not None and previous.running:
         previous.cancel()
-    jobs[_session(request)] = job
+    session.job = job
+    session.touch()
     job.start()
     about = (
         f"Accepted {dataset.summary()}. Training from {origin}: variant {settings.variant}, "
@@ -141,6 +197,7 @@ def finetune(
     finally:
         if job.running:  # the page went away: stop the training thread too
             job.cancel()
+        session.touch()
     snap = job.snapshot()
     plot = views.loss_figure(snap["history"]) if snap["history"]["iteration"] else None
     progress = views.progress_html(snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"])
@@ -149,7 +206,8 @@ def finetune(
         yield (progress + message, plot, "", None)
         return
     if job.status != "done":
-        yield (progress + views.message_html(f"Fine-tuning failed: {job.error}", "error"), plot, "", None)
+        message = f"Fine-tuning failed: {job.error}. The details were written to the server's log."
+        yield (progress + views.message_html(message, "error"), plot, "", None)
         return
     entry = registry.add_local(job.out, source="fine-tuned", name=settings.name)
     entry.eval_samples, entry.archive = job.eval_samples or None, job.archive
@@ -157,16 +215,17 @@ def finetune(
         progress + views.message_html(f"Done in {snap['elapsed']:.0f} s. {about}", "ok"),
         plot,
         _finished_text(entry, job, snap["metrics"], bool(dataset.defect)),
-        str(job.archive),
+        offer_download(job.archive),
     )
 
 
-def finetune_done(registry: Registry):
-    return checkpoint_choices(registry)
+def finetune_done(sessions: Sessions, request: gr.Request | None = None):
+    return checkpoint_choices(sessions.registry_for(request))
 
 
-def cancel(jobs: dict, request: gr.Request):
-    job = jobs.get(_session(request))
+def cancel(sessions: Sessions, request: gr.Request | None = None):
+    session = sessions.peek(request)
+    job = session.job if session is not None else None
     if job is None or not job.running:
         return views.message_html("No fine-tune is running in this session.", "info")
     job.cancel()
@@ -231,14 +290,17 @@ def build(cfg: AppConfig) -> FineTuneTab:
 
 
 def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
-    jobs: dict[str, FineTuneJob] = {}  # the latest job of each browser session
+    # none of these is an API endpoint: they act on the browser session's own files and jobs
     event = tab.start.click(
-        bind(finetune, cfg, jobs),
+        bind(finetune, cfg),
         tab.inputs,
         tab.outputs,
         concurrency_id="finetune",
         concurrency_limit=1,
         show_progress="minimal",
+        api_visibility="private",
     )
-    event.then(bind(finetune_done, cfg.registry), outputs=[checkpoint, tab.base], queue=False)
-    tab.cancel.click(bind(cancel, jobs), outputs=tab.outputs[0], queue=False)
+    event.then(
+        bind(finetune_done, cfg.sessions), outputs=[checkpoint, tab.base], queue=False, api_visibility="private"
+    )
+    tab.cancel.click(bind(cancel, cfg.sessions), outputs=tab.outputs[0], queue=False, api_visibility="private")

@@ -3,26 +3,39 @@
 The network's output for the last request is kept in an :class:`InspectState`
 (in a ``gr.State``), so moving the threshold slider or picking another result
 only redraws pictures from it: the network does not run again.
+
+Uploaded files are checked before they cost memory: the pixel count is read
+from the header and an image above :data:`MAX_INSPECT_PIXELS` is refused before
+a pixel is decoded; accepted ones are decoded once, downscaled while decoding
+where the format allows (JPEG draft mode) to :data:`DECODE_PIXELS`, which is
+still far more than the model's input size. A truncated or corrupt file, or any
+other failure, becomes a message in the page (the traceback goes to the log).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..checkpoint import CheckpointError
+from ..data import ImageLoadError, load_image
 from . import views
-from .common import AppConfig, bind, examples_gallery
+from .common import AppConfig, bind, examples_gallery, failure_message
 from .header import describe
-from .registry import Registry
-from .uploads import UploadError
+from .registry import Registry, public_text
+from .sessions import Sessions
+from .uploads import UploadError, UploadLimits, image_size
+
+log = logging.getLogger(__name__)
 
 MAX_INSPECT_IMAGES = 16
+MAX_INSPECT_PIXELS = UploadLimits().max_image_pixels  # the same limit as Fine-tune's: 4096 x 4096
+DECODE_PIXELS = 1024 * 1024  # larger accepted images are downscaled while decoding (the model sees <= 256 px)
 
 
 @dataclass(frozen=True, eq=False)  # numpy fields: identity, not value, comparison
@@ -64,29 +77,46 @@ class InspectState:
 
 
 # -- plain functions of the state ----------------------------------------------------------------
-def check_image(path: str) -> None:
-    """Refuse a file PIL cannot read before the network sees it."""
+def read_image(path: str | Path, max_pixels: int = MAX_INSPECT_PIXELS) -> np.ndarray:
+    """The RGB pixels of an image file, or UploadError with a message for the page.
+
+    The size is checked from the header first (nothing decoded for a refused
+    file); then the file is decoded completely, downscaled while decoding when
+    larger than :data:`DECODE_PIXELS` (JPEG draft mode, see ``load_image``).
+    """
+    name = Path(path).name
+    width, height = image_size(path, name, max_pixels)
     try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise UploadError(f"'{Path(path).name}' is not an image this app can read.") from None
+        return load_image(path, max_pixels=DECODE_PIXELS)
+    except (ImageLoadError, OSError, MemoryError) as error:
+        log.info("inspect: %s (%dx%d) refused: %s", path, width, height, error)
+        reason = "it is truncated or corrupt" if "truncat" in str(error).lower() else "it could not be decoded"
+        raise UploadError(f"'{name}' is not an image this app can read: {reason}.") from None
+
+
+def check_image(path: str) -> None:
+    """Refuse a file the network cannot read (too many pixels, not an image, truncated) before it runs."""
+    read_image(path)
 
 
 def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
-    """Run the network once on ``sources`` (paths or arrays)."""
+    """Run the network once on ``sources`` (paths or arrays); files are read with :func:`read_image`."""
+    files = [source for source in sources if isinstance(source, (str, Path))]
+    for path in files:  # every header first: a request with one huge file costs no decoding at all
+        image_size(path, Path(path).name, MAX_INSPECT_PIXELS)
+    images = [read_image(source) if isinstance(source, (str, Path)) else source for source in sources]
     was_loaded = registry.is_loaded(key)
     predictor = registry.predictor(key)
     began = time.perf_counter()
-    predictions = predictor.predict(list(sources))
+    predictions = predictor.predict(list(images))
     seconds = time.perf_counter() - began
     items = []
     for source, p in zip(sources, predictions):
         from_file = isinstance(source, (str, Path))
         items.append(
             InspectItem(
-                name=Path(p.path).name if p.path else (Path(source).name if from_file else "image"),
-                path=p.path or (str(source) if from_file else None),
+                name=Path(source).name if from_file else "image",
+                path=str(source) if from_file else None,
                 image=p.image,
                 normalized_map=np.asarray(predictor.map_to_normalized(p.anomaly_map), np.float32),
                 scale_maps=[np.asarray(m, np.float32) for m in p.scale_maps],
@@ -156,24 +186,34 @@ def inspect(registry: Registry, key: str | None, sources: list, threshold: float
     if len(sources) > MAX_INSPECT_IMAGES:
         return _refused(threshold, f"{len(sources)} images: the limit is {MAX_INSPECT_IMAGES} per run.", "error")
     try:
-        for source in sources:
-            if isinstance(source, (str, Path)):
-                check_image(str(source))
         state = predict_items(registry, key, sources)
     except UploadError as error:
         return _refused(threshold, str(error), "error")
     except (CheckpointError, KeyError) as error:
-        return _refused(threshold, f"Checkpoint error: {error}", "error")
+        return _refused(threshold, f"Checkpoint error: {public_text(error)}", "error")
+    except Exception as error:
+        log.exception("inspect failed (checkpoint %r, %d image(s))", key, len(sources))
+        return _refused(threshold, failure_message(error), "error")
     return (state, *render_inspect(state, threshold), "")
 
 
-def inspect_files(registry: Registry, key: str | None, uploaded, threshold: float):
-    paths = [str(f if isinstance(f, (str, Path)) else getattr(f, "path", None) or f.name) for f in (uploaded or [])]
-    return inspect(registry, key, paths, threshold)
+def uploaded_paths(uploaded) -> list[str]:
+    return [str(f if isinstance(f, (str, Path)) else getattr(f, "path", None) or f.name) for f in (uploaded or [])]
 
 
-def inspect_example(registry: Registry, example_paths: list[str], key, threshold: float, evt: gr.SelectData):
-    return inspect(registry, key, [example_paths[evt.index]], threshold)
+def inspect_files(sessions: Sessions, key: str | None, uploaded, threshold: float, request: gr.Request | None = None):
+    return inspect(sessions.registry_for(request), key, uploaded_paths(uploaded), threshold)
+
+
+def inspect_example(
+    sessions: Sessions,
+    example_paths: list[str],
+    key,
+    threshold: float,
+    evt: gr.SelectData,
+    request: gr.Request | None = None,
+):
+    return inspect(sessions.registry_for(request), key, [example_paths[evt.index]], threshold)
 
 
 def rerender(state: InspectState | None, threshold: float):
@@ -187,8 +227,11 @@ def select_result(state: InspectState | None, threshold: float, evt: gr.SelectDa
     return (state, *render_inspect(state, threshold))
 
 
-def change_checkpoint(registry: Registry, key: str | None, state: InspectState | None, threshold: float):
+def change_checkpoint(
+    sessions: Sessions, key: str | None, state: InspectState | None, threshold: float, request: gr.Request | None = None
+):
     """A new checkpoint: describe it, and rerun the images on screen with it (same one selected)."""
+    registry = sessions.registry_for(request)
     description = describe(registry, key)
     if state and state.items and key:
         out = inspect(registry, key, [item.source for item in state.items], threshold)
@@ -222,7 +265,8 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(
-                label=f"Images (one or several, up to {MAX_INSPECT_IMAGES})",
+                label=f"Images (one or several, up to {MAX_INSPECT_IMAGES}; each at most "
+                f"{int(MAX_INSPECT_PIXELS**0.5)}x{int(MAX_INSPECT_PIXELS**0.5)} pixels)",
                 file_count="multiple",
                 file_types=["image"],
                 elem_id="rdx-files",
@@ -276,23 +320,38 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
 
 
 def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_info: gr.Markdown) -> None:
-    registry, outputs = cfg.registry, tab.outputs
+    sessions, outputs = cfg.sessions, tab.outputs
+    # the one intended API endpoint of the tab: inspect uploaded images
     tab.run.click(
-        bind(inspect_files, registry), [checkpoint, tab.files, tab.threshold], outputs, concurrency_id="inspect"
+        bind(inspect_files, sessions), [checkpoint, tab.files, tab.threshold], outputs, concurrency_id="inspect"
     )
     tab.examples.select(
-        bind(inspect_example, registry, cfg.example_paths),
+        bind(inspect_example, sessions, cfg.example_paths),
         [checkpoint, tab.threshold],
         outputs,
         concurrency_id="inspect",
+        api_visibility="private",
     )
-    tab.threshold.change(rerender, [tab.state, tab.threshold], outputs[1:-1], queue=False, show_progress="hidden")
+    tab.threshold.change(
+        bind(rerender),
+        [tab.state, tab.threshold],
+        outputs[1:-1],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
     tab.results.select(
-        select_result, [tab.state, tab.threshold], outputs[:-1], queue=False, show_progress="hidden"
+        bind(select_result),
+        [tab.state, tab.threshold],
+        outputs[:-1],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
     )
     checkpoint.change(
-        bind(change_checkpoint, registry),
+        bind(change_checkpoint, sessions),
         [checkpoint, tab.state, tab.threshold],
         [checkpoint_info, *outputs],
         concurrency_id="inspect",
+        api_visibility="private",
     )

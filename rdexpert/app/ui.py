@@ -2,7 +2,12 @@
 
 Each tab lives in its own module (``tab_*.py``: components, handlers, wiring);
 this module only puts them in one ``gr.Blocks`` and connects what crosses tabs
-(the checkpoint picker, the Inspect state and threshold, switching tabs).
+(the checkpoint picker, the Inspect state and threshold, switching tabs), and
+the browser session's lifetime: a page's fine-tunes are listed only in that
+page, and forgotten when it closes (:mod:`rdexpert.app.sessions`).
+
+Only Inspect on uploaded images and Evaluate are API endpoints; every other
+event (page load, redraws, fine-tune, cancel) is ``api_visibility="private"``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import gradio as gr  # noqa: E402
 
 from . import header, tab_ablations, tab_evaluate, tab_finetune, tab_inspect  # noqa: E402
 from .common import AppConfig, bind  # noqa: E402
-from .registry import Registry  # noqa: E402
+from .sessions import Sessions  # noqa: E402
 
 __all__ = ["AppConfig", "CSS", "build_demo"]
 
@@ -26,13 +31,19 @@ CSS = """
 """
 
 
-def refresh(registry: Registry):
-    """On page load: checkpoints added since the page was built (fine-tunes), and the current messages."""
+def refresh(sessions: Sessions, request: gr.Request | None = None):
+    """On page load: the checkpoints this page may use (shared ones, its own fine-tunes), and the messages."""
+    registry = sessions.registry_for(request)
     return (*tab_finetune.checkpoint_choices(registry), header.banner(registry))
 
 
+def close_session(sessions: Sessions, request: gr.Request | None = None) -> None:
+    """The page was closed or reloaded: stop its fine-tune, forget its models (its folder is cleaned up later)."""
+    sessions.close(request)
+
+
 def build_demo(cfg: AppConfig) -> gr.Blocks:
-    registry = cfg.registry
+    sessions = cfg.sessions
     with gr.Blocks(title=cfg.title) as demo:
         top = header.build(cfg)
         inspect_state = gr.State(None)  # a tab_inspect.InspectState once an image was inspected
@@ -46,8 +57,20 @@ def build_demo(cfg: AppConfig) -> gr.Blocks:
             with gr.Tab("Evaluate", id="evaluate", elem_id="rdx-tab-evaluate"):
                 evaluate = tab_evaluate.build(cfg)
 
-        demo.load(bind(refresh, registry), outputs=[top.checkpoint, finetune.base, top.banner], queue=False)
-        demo.load(bind(header.describe, registry), inputs=top.checkpoint, outputs=top.checkpoint_info, queue=False)
+        demo.load(
+            bind(refresh, sessions),
+            outputs=[top.checkpoint, finetune.base, top.banner],
+            queue=False,
+            api_visibility="private",
+        )
+        demo.load(
+            bind(header.describe_selected, sessions),
+            inputs=top.checkpoint,
+            outputs=top.checkpoint_info,
+            queue=False,
+            api_visibility="private",
+        )
+        demo.unload(bind(close_session, sessions))
         tab_inspect.wire(inspect, cfg, top.checkpoint, top.checkpoint_info)
         tab_ablations.wire(ablations, cfg, top.checkpoint, inspect_state)
         tab_finetune.wire(finetune, cfg, top.checkpoint)

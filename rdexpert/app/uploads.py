@@ -2,11 +2,16 @@
 
 Everything a user sends is checked before it touches the training code:
 
-* only image files (by extension *and* by decoding them with Pillow) are accepted;
+* only image files (by extension *and* by decoding them completely, as training
+  will: a truncated JPEG is refused here, with its name, not at training start)
+  are accepted;
 * zip archives are refused when an entry name is absolute, contains ``..``, is a
   symlink, or when the archive is too large, holds too many entries or would
   unpack to too many bytes (zip bombs);
-* images larger than :attr:`UploadLimits.max_image_pixels` are refused.
+* images larger than :attr:`UploadLimits.max_image_pixels` are refused, from
+  their header, before any pixel is decoded;
+* a zip whose entries cannot be read back (a corrupt header, sizes or checksums
+  that lie) is refused with a message, never with a bare exception.
 
 Accepted files are copied (never extracted in place) under a fresh folder with
 sanitised names, split into ``normal/``, ``defect/`` and ``mask/``.
@@ -17,13 +22,16 @@ from __future__ import annotations
 import re
 import shutil
 import stat
+import struct
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
-from ..data import IMAGE_EXTENSIONS
+from ..data import IMAGE_EXTENSIONS, ImageLoadError, load_image, load_mask
 
 # Folder names inside a zip that say what an image is (compared case-insensitively).
 NORMAL_DIRS = ("good", "normal", "ok", "train")
@@ -36,6 +44,41 @@ JUNK_DIRS = ("__macosx",)
 
 class UploadError(ValueError):
     """An upload was refused; the message says why, in words for the page."""
+
+
+# what a broken zip raises while it is read (bad magic, CRC or size, unknown compression, encryption, bad offsets)
+ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    EOFError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
+
+
+def image_size(path: str | Path, shown: str, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` from the file's header (no pixel decoded); UploadError when too large or not an image."""
+    try:
+        with warnings.catch_warnings():  # a big image is refused below, by its size: no warning needed
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise UploadError(
+            f"'{shown}' has far too many pixels; the limit is {max_pixels:,} pixels "
+            f"(e.g. {int(max_pixels**0.5)}x{int(max_pixels**0.5)})."
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise UploadError(f"'{shown}' could not be read as an image (not an image file, or a broken one).") from None
+    if width * height > max_pixels:
+        raise UploadError(
+            f"'{shown}' is {width}x{height} pixels; the limit is {max_pixels:,} pixels "
+            f"(e.g. {int(max_pixels**0.5)}x{int(max_pixels**0.5)}). Downscale it and upload it again."
+        )
+    return width, height
 
 
 @dataclass(frozen=True)
@@ -106,8 +149,12 @@ def _safe_stem(name: str) -> str:
     return stem[:80]
 
 
-def _check_image_file(path: Path, shown: str, limits: UploadLimits) -> None:
-    """Decode the header (and verify the data) of one image file; raise UploadError when it is not one."""
+def _check_image_file(path: Path, shown: str, limits: UploadLimits, kind: str = "normal") -> None:
+    """Check one image file: name, file size, pixel count (from the header), then a complete decode.
+
+    The decode is the one training does (:func:`rdexpert.data.load_image`, or
+    ``load_mask`` for masks), so a file accepted here is one training can read.
+    """
     if not _is_image_name(shown):
         raise UploadError(
             f"'{shown}' is not an image file (accepted: {', '.join(IMAGE_EXTENSIONS)}, or one .zip archive)."
@@ -115,19 +162,15 @@ def _check_image_file(path: Path, shown: str, limits: UploadLimits) -> None:
     size_mb = path.stat().st_size / 2**20
     if size_mb > limits.max_file_mb:
         raise UploadError(f"'{shown}' is {size_mb:.0f} MB; the limit per image is {limits.max_file_mb:g} MB.")
+    image_size(path, shown, limits.max_image_pixels)
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > limits.max_image_pixels:
-                raise UploadError(
-                    f"'{shown}' is {width}x{height} pixels; the limit is {limits.max_image_pixels:,} pixels "
-                    f"(e.g. {int(limits.max_image_pixels**0.5)}x{int(limits.max_image_pixels**0.5)})."
-                )
-            image.verify()
-    except UploadError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise UploadError(f"'{shown}' could not be read as an image ({type(error).__name__}).") from None
+        if kind == "mask":
+            load_mask(path)
+        else:
+            load_image(path, max_pixels=None)
+    except (ImageLoadError, OSError, ValueError, SyntaxError, MemoryError) as error:
+        reason = "truncated or corrupt" if "truncat" in str(error).lower() else "it could not be decoded"
+        raise UploadError(f"'{shown}' could not be read as an image ({reason}); re-export it or leave it out.") from None
 
 
 class _Writer:
@@ -139,7 +182,7 @@ class _Writer:
         self.used: dict[str, set[str]] = {"normal": set(), "defect": set(), "mask": set()}
 
     def add(self, kind: str, source: Path, shown: str) -> None:
-        _check_image_file(source, shown, self.limits)
+        _check_image_file(source, shown, self.limits, kind)
         stem = _safe_stem(shown)
         candidate, counter = stem, 1
         while candidate.lower() in self.used[kind]:
@@ -199,6 +242,17 @@ def check_zip_entry_name(name: str) -> PurePosixPath:
     return path
 
 
+def _zip_read(read, name: str):
+    """``read()``, with a broken archive turned into an UploadError that names the entry."""
+    try:
+        return read()
+    except ZIP_READ_ERRORS as error:
+        raise UploadError(
+            f"The zip entry '{name}' could not be read: the archive is damaged ({type(error).__name__}). "
+            "Create the zip again and upload it."
+        ) from None
+
+
 def _read_zip(archive: Path, writer: _Writer, scratch: Path, limits: UploadLimits, kind: str | None = None) -> None:
     """Copy the images of a zip; ``kind`` None: from the folder names, else every image is of that kind."""
     size_mb = archive.stat().st_size / 2**20
@@ -206,7 +260,7 @@ def _read_zip(archive: Path, writer: _Writer, scratch: Path, limits: UploadLimit
         raise UploadError(f"The zip is {size_mb:.0f} MB; the limit is {limits.max_archive_mb:g} MB.")
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError):
+    except ZIP_READ_ERRORS:
         raise UploadError(f"'{archive.name}' is not a valid zip archive.") from None
     with zf:
         infos = zf.infolist()
@@ -246,11 +300,13 @@ def _read_zip(archive: Path, writer: _Writer, scratch: Path, limits: UploadLimit
                     f"The zip entry '{info.filename}' is {info.file_size / 2**20:.0f} MB; "
                     f"the limit per image is {limits.max_file_mb:g} MB."
                 )
-            # extract by streaming to a name we choose, never to the name in the archive
+            # extract by streaming to a name we choose, never to the name in the archive; errors reading the
+            # archive are the upload's fault (a message), errors writing the copy are the server's (raised)
             temporary = scratch / f"entry_{index}{path.suffix.lower()}"
-            with zf.open(info) as source, open(temporary, "wb") as target:
+            source = _zip_read(lambda: zf.open(info), info.filename)
+            with source, open(temporary, "wb") as target:
                 copied = 0
-                while chunk := source.read(1 << 20):
+                while chunk := _zip_read(lambda: source.read(1 << 20), info.filename):
                     copied += len(chunk)
                     if copied > limits.max_file_mb * 2**20:
                         raise UploadError(f"The zip entry '{info.filename}' is larger than it claims; refused.")

@@ -247,9 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--foreground", default=None, choices=["auto", "none", "otsu", "otsu_inverse", "grabcut"],
                        help="foreground mask for synthetic defects; default per category")
     train.add_argument("--seed", type=int, default=111)
-    train.add_argument("--teacher-bn", default="frozen", choices=list(TEACHER_BN_MODES),
-                       help="frozen: the teacher's BatchNorm keeps the expert's statistics (default); "
-                            "batch: BatchNorm in training mode, as the authors' released code")
+    train.add_argument("--teacher-bn", default="batch", choices=list(TEACHER_BN_MODES),
+                       help="batch: the teacher's BatchNorm in training mode, as the authors' released code "
+                            "(default); frozen: BatchNorm keeps the expert's statistics")
     train.add_argument("--health-every", type=int, default=None,
                        help="iterations between health checks on held-out normal images + synthetic defects "
                             "(default: iterations // 8; 0: only at the end)")

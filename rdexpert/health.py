@@ -18,8 +18,8 @@ and reports, per check:
 ``separation_teacher`` / ``separation_expert``
     pixel AUROC of the anomaly map against the synthetic masks, scoring the student
     against the teacher (the default) or against the frozen expert. The teacher must
-    not lose to the expert here; :func:`choose_reference` turns that into the
-    checkpoint's default reference.
+    not lose to the expert here by more than a margin; :func:`choose_reference` turns that
+    into the checkpoint's default reference.
 ``image_separation_teacher`` / ``image_separation_expert``
     image AUROC of clean held-out images vs their synthetic-anomaly twins.
 ``normal_score_teacher`` / ``normal_score_expert``
@@ -38,10 +38,12 @@ from .runtime import autocast
 from .synthesis import AnomalySynthesizer
 
 HEALTH_SEED = 20_250_101  # fixed: the same synthetic check set at every check of a run
-# The trained teacher must beat the expert by at least this much pixel AUROC on the
-# check set to stay the default reference; below that the two are a tie and the
-# expert (the untrained, safer choice) wins.
-REFERENCE_MARGIN = 0.0
+# How much pixel AUROC the trained teacher may lose to the expert on the check before the expert
+# becomes the default reference. Synthetic defects are only a proxy: in bench/robustness.py
+# (7 conditions x 3 seeds) the default teacher lost the check by up to 0.016 while beating the
+# expert on every real test split (P-AUROC +1.6 to +5.5 points); a teacher that has drifted
+# (tests/test_health.py) loses it by ~0.2. The margin keeps the first and catches the second.
+REFERENCE_MARGIN = 0.02
 HEALTH_MAX_IMAGES = 16  # held-out images used by the check (cost: 4 forwards of images x (1 + draws))
 
 
@@ -119,8 +121,9 @@ def check_health(model, health_set: HealthSet, device: torch.device, batch_size:
 def choose_reference(health: dict[str, float], margin: float = REFERENCE_MARGIN) -> tuple[str, str]:
     """The checkpoint's default reference from a final health check, and why (stored in config.json)."""
     teacher, expert = health["separation_teacher"], health["separation_expert"]
-    if teacher > expert + margin:
-        return "teacher", (f"trained teacher separates the held-out synthetic anomalies better than the expert "
-                           f"(pixel AUROC {teacher:.3f} vs {expert:.3f})")
-    return "expert", (f"trained teacher did not beat the frozen expert on the held-out synthetic check "
-                      f"(pixel AUROC {teacher:.3f} vs {expert:.3f}); scoring against the expert")
+    if teacher >= expert - margin:
+        return "teacher", (f"trained teacher holds up on the held-out synthetic check "
+                           f"(pixel AUROC {teacher:.3f} vs expert {expert:.3f}, allowed loss {margin:.2f})")
+    return "expert", (f"trained teacher lost to the frozen expert on the held-out synthetic check "
+                      f"(pixel AUROC {teacher:.3f} vs {expert:.3f}, more than {margin:.2f} below); "
+                      "scoring against the expert")

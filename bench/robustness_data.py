@@ -59,6 +59,23 @@ def build_metal(condition: str) -> Path:
     return dest.parent
 
 
+def derive(source: Path, name: str, conditions: tuple[str, ...]) -> Path:
+    """bench/runs/data/<name>/<name>: a copy of the MVTec-layout category ``source`` with ``conditions`` applied in order."""
+    dest = OUT / name / name
+    if (dest / ".complete").is_file():
+        return dest.parent
+    shutil.rmtree(dest, ignore_errors=True)
+    for src in sorted(source.rglob("*.png")):
+        rel = src.relative_to(source)
+        image = Image.open(src)
+        for condition in conditions:
+            image = _transform(condition, image, "ground_truth" in rel.parts)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        image.save(dest / rel)
+    (dest / ".complete").touch()
+    return dest.parent
+
+
 def build_dtd(normal: str, other: str, n_test_good: int = 20, n_defect: int = 20, seed: int = 0) -> Path:
     """A texture category: train/good and test/good from ``normal``, test/defect with ``other`` pasted in."""
     from rdexpert.synthesis import perlin_mask

@@ -125,6 +125,17 @@ def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], li
     return [f[:n] for f in features], [f[n:] for f in features]
 
 
+def history_until(history: dict, iteration: int) -> dict:
+    """The loss history up to ``iteration``: a run killed after the history was written (a later resume state, the
+    final checkpoint) but before its state.json resumes from the state's iteration, without repeated entries."""
+    kept = sum(1 for i in history.get("iteration", []) if i <= iteration)
+    return {
+        key: [h for h in values if h.get("iteration", 0) <= iteration] if key == "health"
+        else values[:kept] if isinstance(values, list) else values
+        for key, values in history.items()
+    }
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (e.g. ``kill``, a container stop) while training: handled like Ctrl-C, the state is saved."""
 
@@ -285,13 +296,15 @@ class Trainer:
             for index, slots in state["state"].items():
                 for slot, value in slots.items():
                     tensors[f"optim.{name}.{index}.{slot}"] = torch.as_tensor(value)
+        # state.json last: it says which iteration the state is at. A kill between the writes leaves a loss
+        # history that runs ahead of it (never behind), and _load_state cuts the history back to it
+        write_json(self.out / "loss_history.json", history)
         write_tensors(self.state_dir / "state.safetensors", tensors)
         write_json(
             self.state_dir / "state.json",
             {"config": self.config.to_dict(), "iteration": iteration, "epoch": epoch,
              "elapsed_seconds": elapsed, "param_groups": groups, "torch_rng": torch.get_rng_state().tolist()},
         )
-        write_json(self.out / "loss_history.json", history)
 
     def _load_state(self, model, optimizers):
         meta_path = self.state_dir / "state.json"
@@ -316,7 +329,7 @@ class Trainer:
                     state.setdefault(int(index), {})[slot] = value
             optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
-        history = read_json(self.out / "loss_history.json")
+        history = history_until(read_json(self.out / "loss_history.json"), meta["iteration"])
         return meta["iteration"], meta["epoch"], history, meta["elapsed_seconds"]
 
     # -- main loop ---------------------------------------------------------------------------

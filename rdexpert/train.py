@@ -335,6 +335,8 @@ class Trainer:
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> Path:
         c = self.config
+        for stale in [*self.out.glob(".*.tmp"), *self.state_dir.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)  # half-written files of a run killed mid-save (rdexpert.io.atomic_write)
         torch.manual_seed(c.seed)
         np.random.seed(c.seed % 2**32)
         dataset, holdout, foreground, synthesizer = self._datasets()

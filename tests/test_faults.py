@@ -142,6 +142,7 @@ def assert_sound(out: Path, **training) -> dict:
     assert history["iteration"] == list(range(1, ITERATIONS + 1))
     assert len(history["teacher"]) == len(history["student"]) == ITERATIONS
     assert not (out / "resume").exists()  # the finished checkpoint superseded the resume state
+    assert not list(out.glob(".*.tmp"))  # half-written files of the killed run were removed
     return config
 
 

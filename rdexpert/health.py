@@ -34,7 +34,9 @@ import numpy as np
 import torch
 
 from .metrics import roc_auc
+from .model.anomaly_map import pixel_cosine_distance
 from .runtime import autocast
+from .scoring import score_images
 from .synthesis import AnomalySynthesizer
 
 HEALTH_SEED = 20_250_101  # fixed: the same synthetic check set at every check of a run
@@ -78,14 +80,10 @@ class HealthSet:
         return self.clean.shape[0]
 
 
-def _maps(model, images: torch.Tensor, reference: str, device: torch.device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    maps, scores = [], []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start:start + batch_size].to(device)
-        out = model(batch, reference=reference).maps
-        maps.append(out.fused[:, 0].float().cpu().numpy())
-        scores.append(out.score.float().cpu().numpy())
-    return np.concatenate(maps), np.concatenate(scores)
+def _scored(model, images: torch.Tensor, reference: str, device: torch.device, batch_size: int):
+    """Maps and scores of ``images`` against ``reference``, through the package's one scoring loop."""
+    scored = list(score_images(model, images.split(batch_size), device, reference=reference))
+    return np.concatenate([b.maps for b in scored]), np.concatenate([b.scores for b in scored])
 
 
 @torch.no_grad()
@@ -97,19 +95,16 @@ def check_health(model, health_set: HealthSet, device: torch.device, batch_size:
         with autocast(device):
             result: dict[str, float] = {}
             distances = []
-            for start in range(0, len(health_set), batch_size):
-                batch = health_set.clean[start:start + batch_size].to(device)
-                teacher, expert = model.teacher(batch), model.expert(batch)
-                distances.append(torch.stack([
-                    (1 - torch.nn.functional.cosine_similarity(t.float(), e.float(), dim=1)).mean((1, 2))
-                    for t, e in zip(teacher, expert)
-                ]).mean(0))
+            for batch in health_set.clean.split(batch_size):
+                teacher, expert = model.teacher(batch.to(device)), model.expert(batch.to(device))
+                distances.append(torch.stack([pixel_cosine_distance(t, e).mean((1, 2))
+                                              for t, e in zip(teacher, expert)]).mean(0))
             result["agreement"] = float(torch.cat(distances).mean())
             masks = health_set.masks.numpy() > 0.5
             labels = np.r_[np.zeros(len(health_set)), np.ones(len(masks))]
             for reference in ("teacher", "expert"):
-                aug_maps, aug_scores = _maps(model, health_set.augmented, reference, device, batch_size)
-                _, clean_scores = _maps(model, health_set.clean, reference, device, batch_size)
+                aug_maps, aug_scores = _scored(model, health_set.augmented, reference, device, batch_size)
+                _, clean_scores = _scored(model, health_set.clean, reference, device, batch_size)
                 result[f"separation_{reference}"] = roc_auc(aug_maps, masks)
                 result[f"image_separation_{reference}"] = roc_auc(np.r_[clean_scores, aug_scores], labels)
                 result[f"normal_score_{reference}"] = float(clean_scores.mean())

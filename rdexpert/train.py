@@ -411,7 +411,7 @@ class Trainer:
                       "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(c.iterations, 1), 4)},
             dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
             calibration=calibration,
-            health={"final": final_health, "default_reference": reference, "reason": reason,
+            health={"final": final_health, "reason": reason,  # the choice itself is model.default_reference
                     "check_images": len(health_set), "synthetic_draws": c.health_draws,
                     "source": "held-out normal training images" if holdout else "training images"},
         )

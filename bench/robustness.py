@@ -3,6 +3,8 @@ products, and on texture categories built from DTD; several seeds; mean ± std.
 
     python bench/robustness.py                          # all rows, rd / full / full_frozen, seeds 111 112 113
     python bench/robustness.py --rows dark grey --seeds 111 --iterations 100   # a quick look
+    python bench/robustness.py --rows plain dtd_banded_cracked --columns rd full full_lr10x full_lr30x \
+        --name robustness_drift         # stress test: does the safeguard catch a teacher pushed to drift?
 
 Rows (data built by bench/robustness_data.py into bench/runs/data, never written to ../shared):
 
@@ -38,11 +40,15 @@ from machine import machine_info, machine_line  # noqa: E402
 from robustness_data import CONDITIONS, SHARED, build_dtd, build_metal  # noqa: E402
 
 ROWS = ("metal_plate_dtd", *CONDITIONS, "dtd_banded_cracked", "dtd_bubbly_cracked")
-VARIANTS = {  # column -> (variant, teacher BatchNorm)
-    "rd": ("rd", "batch"),  # no trained teacher: the BatchNorm mode plays no part
-    "full": ("full", "batch"),  # the default recipe
-    "full_frozen": ("full", "frozen"),  # teacher BatchNorm kept on the expert's statistics
+VARIANTS = {  # column -> (variant, teacher BatchNorm, teacher learning rate)
+    "rd": ("rd", "batch", 1e-4),  # no trained teacher: the BatchNorm mode plays no part
+    "full": ("full", "batch", 1e-4),  # the default recipe
+    "full_frozen": ("full", "frozen", 1e-4),  # teacher BatchNorm kept on the expert's statistics
+    # stress tests of the safeguard: a teacher pushed to drift with a 10x / 30x learning rate
+    "full_lr10x": ("full", "batch", 1e-3),
+    "full_lr30x": ("full", "batch", 3e-3),
 }
+DEFAULT_COLUMNS = ("rd", "full", "full_frozen")
 METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"))
 WORK = HERE / "runs" / "robustness"
 
@@ -74,10 +80,10 @@ def run_one(row: str, column: str, seed: int, iterations: int, image_size: int) 
         return result
     root, category, textures = row_data(row)
     if result is None:
-        variant, teacher_bn = VARIANTS[column]
+        variant, teacher_bn, teacher_lr = VARIANTS[column]
         config = TrainConfig(data_root=root, category=category, out=str(out), variant=variant, preset="cpu",
                              iterations=iterations, image_size=image_size, seed=seed, textures=textures,
-                             teacher_bn=teacher_bn, num_workers=0)
+                             teacher_bn=teacher_bn, teacher_lr=teacher_lr, num_workers=0)
         train(config, progress=False)
     model, saved = load_checkpoint(out)
     info = CheckpointInfo.from_config(saved)
@@ -129,7 +135,7 @@ def reference_table(results: list[dict]) -> str:
     lines = ["| row | column | P-AUROC teacher ref | P-AUROC expert ref | AUPRO teacher ref | AUPRO expert ref | "
              "health check chose |", "|---|---|---|---|---|---|---|"]
     for row in dict.fromkeys(r["row"] for r in results):
-        for column in ("full", "full_frozen"):
+        for column in dict.fromkeys(r["column"] for r in results if r["column"] != "rd"):
             runs = [r for r in results if r["row"] == row and r["column"] == column and "expert" in r.get("by_reference", {})]
             if not runs:
                 continue
@@ -144,10 +150,11 @@ def reference_table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
-    parser.add_argument("--columns", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--columns", nargs="+", default=list(DEFAULT_COLUMNS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[111, 112, 113])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--name", default="robustness", help="results file stem under bench/results/")
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     args = parser.parse_args()
 
@@ -175,8 +182,8 @@ def main() -> None:
     text += reference_table(results)
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "robustness.md").write_text(text)
-    (HERE / "results" / "robustness.json").write_text(json.dumps(
+    (HERE / "results" / f"{args.name}.md").write_text(text)
+    (HERE / "results" / f"{args.name}.json").write_text(json.dumps(
         {"args": vars(args), "machine": machine_info(), "results": results}, indent=1))
 
 

@@ -25,14 +25,31 @@ labelled defects exist, ``rdexpert test --save-metrics`` stores the F1-optimal
 threshold beside it (``f1_threshold``), which the Predictor uses with
 ``threshold="f1"``.
 
-Normalisation (for display and for comparing categories): a single linear map,
-clipped to [0, 1], with ``low -> 0`` and ``threshold -> 0.5``::
+With synthetic anomalies (the default at the end of training, and ``rdexpert
+calibrate``): the held-out normal images alone are too few to say where new normal
+scores end (metal_plate's 5 held-out scores reach 1.53, its test normals 1.91), but
+synthetic anomalies made on those same images say where defects begin. The
+threshold goes in the middle of the gap between the two::
 
-    normalized = clip(0.5 * (score - low) / (threshold - low), 0, 1)
+    gap_low   = max(normal scores)
+    gap_high  = quantile(synthetic-anomaly scores, 0.05)   # the faintest 5 % are near-invisible blends
+    threshold = max(normal-only rule above, (gap_low + gap_high) / 2)
 
-so a normalized score >= 0.5 means "anomalous". The same map applies to every
-pixel of an anomaly map, so an overlay's 0.5 contour is the decision boundary.
-Scores far above the threshold all saturate at 1; rank by the raw score.
+the widest margin to both sides (a one-dimensional maximum-margin choice). When the
+two overlap (no gap), the normal-only rule stands and the estimated miss rate says
+how many synthetic anomalies it lets through. Stored with the threshold: the method,
+how many normal images and synthetic anomalies it saw, the observed false-positive
+rate with a 95 % upper bound (Wilson), and the synthetic miss rate.
+
+Normalisation (for display and for comparing categories): a single linear map with
+``low -> 0`` and ``threshold -> 0.5``, clipped only below::
+
+    normalized = max(0, 0.5 * (score - low) / (threshold - low))
+
+so a normalized score >= 0.5 means "anomalous", and it keeps growing above 1: twice
+the threshold's distance from the normal minimum reads 1.0, a wrong product may read
+3. The same map applies to every pixel of an anomaly map, so an overlay's 0.5 contour
+is the decision boundary.
 """
 
 from __future__ import annotations
@@ -43,6 +60,18 @@ import numpy as np
 
 QUANTILE = 0.99
 MARGIN = 0.25
+SYNTHETIC_QUANTILE = 0.05  # synthetic anomalies fainter than this are not allowed to pull the threshold down
+NORMALIZATION = "max(0, 0.5 * (score - low) / (threshold - low)): low -> 0, threshold -> 0.5, unbounded above"
+
+
+def wilson_upper(failures: int, trials: int, z: float = 1.96) -> float:
+    """Upper end of the 95 % Wilson interval of a rate seen as ``failures`` of ``trials``."""
+    if trials <= 0:
+        return 1.0
+    p = failures / trials
+    centre = p + z * z / (2 * trials)
+    spread = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return float(min(1.0, (centre + spread) / (1 + z * z / trials)))
 THRESHOLD_CHOICES = ("calibrated", "f1")
 
 
@@ -56,6 +85,8 @@ class Calibration:
     rule: str = ""
     normal_scores: tuple[float, ...] = ()
     f1_threshold: float | None = None
+    synthetic_scores: tuple[float, ...] = ()  # scores of synthetic anomalies on the same normal images
+    method: str = "normal images"  # or "normal images + synthetic anomalies"
 
     def __post_init__(self):
         if not (np.isfinite(self.threshold) and np.isfinite(self.low)):
@@ -91,13 +122,61 @@ class Calibration:
             normal_scores=tuple(round(float(v), 6) for v in s),
         )
 
+    @classmethod
+    def from_normal_and_synthetic(
+        cls, normal_scores, synthetic_scores, source: str = "held-out normal training images",
+    ) -> "Calibration":
+        """The threshold in the gap between normal scores and synthetic-anomaly scores (module docstring)."""
+        base = cls.from_normal_scores(normal_scores, source=source)
+        synthetic = np.asarray(synthetic_scores, dtype=np.float64).ravel()
+        if synthetic.size == 0:
+            return base
+        if not np.isfinite(synthetic).all():
+            raise ValueError("synthetic-anomaly scores contain NaN or infinity; the model output is broken")
+        gap_low, gap_high = max(base.normal_scores), float(np.quantile(synthetic, SYNTHETIC_QUANTILE))
+        if gap_high > gap_low and (gap_low + gap_high) / 2 > base.threshold:
+            threshold = (gap_low + gap_high) / 2
+            rule = (f"midpoint of the max of {len(base.normal_scores)} normal scores and the {SYNTHETIC_QUANTILE:g} quantile "
+                    f"of {synthetic.size} synthetic-anomaly scores (not below: {base.rule})")
+        else:
+            threshold = base.threshold
+            rule = base.rule + (f"; {synthetic.size} synthetic anomalies overlap the normal scores (no gap)"
+                                if gap_high <= gap_low else "; the synthetic gap lies below it")
+        return cls(threshold=threshold, low=base.low, source=source, rule=rule, normal_scores=base.normal_scores,
+                   synthetic_scores=tuple(round(float(v), 6) for v in synthetic),
+                   method="normal images + synthetic anomalies")
+
+    def estimates(self) -> dict:
+        """What the calibration data says about this threshold (no test images involved)."""
+        normal = np.asarray(self.normal_scores)
+        flagged = int((normal >= self.threshold).sum())
+        out = {"normal_images": int(normal.size), "normal_flagged": flagged,
+               "false_positive_rate": flagged / normal.size if normal.size else None,
+               "false_positive_rate_upper95": wilson_upper(flagged, int(normal.size))}
+        if self.synthetic_scores:
+            synthetic = np.asarray(self.synthetic_scores)
+            missed = int((synthetic < self.threshold).sum())
+            out.update(synthetic_anomalies=int(synthetic.size), synthetic_missed=missed,
+                       synthetic_miss_rate=missed / synthetic.size)
+        return out
+
+    def summary(self) -> str:
+        """One plain-words sentence on how the threshold was chosen and what that data says about it."""
+        e = self.estimates()
+        text = (f"threshold from {self.method} ({self.source}): {e['normal_flagged']} of {e['normal_images']} normal "
+                f"images flagged (false-positive rate ≤ {100 * e['false_positive_rate_upper95']:.0f} % at 95 % confidence)")
+        if "synthetic_anomalies" in e:
+            text += f", {e['synthetic_missed']} of {e['synthetic_anomalies']} synthetic anomalies missed"
+        return text
+
     def with_threshold(self, threshold: float, rule: str = "set by hand") -> "Calibration":
         """The same normalisation anchor with another threshold (a slider, the F1-optimal one, ...)."""
         threshold = float(threshold)
         low = self.low
         if low >= threshold:  # keep the scale's width when the new threshold is below the normal minimum
             low = threshold - (self.threshold - self.low)
-        return Calibration(threshold, low, self.source, rule, self.normal_scores, self.f1_threshold)
+        return Calibration(threshold, low, self.source, rule, self.normal_scores, self.f1_threshold,
+                           self.synthetic_scores, self.method)
 
     def choose(self, threshold: str | float | None) -> "Calibration":
         """``None``/"calibrated": as stored; "f1": the stored F1-optimal threshold; a number: that threshold."""
@@ -116,9 +195,10 @@ class Calibration:
 
     # -- using ------------------------------------------------------------------------------
     def normalize(self, score: float | np.ndarray) -> float | np.ndarray:
-        """Map raw scores (or map pixels) linearly so ``low -> 0`` and ``threshold -> 0.5``, clipped to [0, 1]."""
+        """Map raw scores (or map pixels) linearly so ``low -> 0`` and ``threshold -> 0.5``; only negatives are
+        clipped, so the value stays monotone (and meaningful) far above the threshold."""
         values = 0.5 * (np.asarray(score, dtype=np.float64) - self.low) / (self.threshold - self.low)
-        values = np.clip(values, 0.0, 1.0)
+        values = np.maximum(values, 0.0)
         if np.ndim(score) == 0:
             return float(values)
         return values.astype(np.float32 if np.asarray(score).dtype == np.float32 else np.float64)
@@ -135,9 +215,13 @@ class Calibration:
             "low": self.low,
             "source": self.source,
             "rule": self.rule,
-            "normalization": "clip(0.5 * (score - low) / (threshold - low), 0, 1): low -> 0, threshold -> 0.5",
+            "method": self.method,
+            "normalization": NORMALIZATION,
             "holdout_scores": list(self.normal_scores),  # the normal scores the rule was applied to
+            "estimates": self.estimates(),
         }
+        if self.synthetic_scores:
+            out["synthetic_scores"] = list(self.synthetic_scores)
         if self.f1_threshold is not None:
             out["f1_threshold"] = self.f1_threshold
         return out
@@ -160,6 +244,8 @@ class Calibration:
             rule=data.get("rule", data.get("threshold_rule", "")),
             normal_scores=tuple(float(v) for v in scores),
             f1_threshold=None if f1 is None else float(f1),
+            synthetic_scores=tuple(float(v) for v in data.get("synthetic_scores") or []),
+            method=data.get("method", "normal images"),
         )
 
     @classmethod

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 
 from .model import GATES, REFERENCES, VARIANTS
+from .recipe import CHOICES, RECIPES
+from .synthesis.foreground import FOREGROUND_METHODS
 from .train import PRESETS, TEACHER_BN_MODES
 
 CHECKPOINT_HELP = "checkpoint folder, or Hub reference ORG/NAME/CATEGORY[@REVISION]"
@@ -41,6 +43,7 @@ def _display(text) -> str:
 
 
 def _train(args) -> None:
+    from .recipe import parse_overrides
     from .train import TrainConfig, train
 
     config = TrainConfig(
@@ -48,7 +51,7 @@ def _train(args) -> None:
         backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size, iterations=args.iterations,
         seed=args.seed, textures=args.textures, foreground=args.foreground, device=args.device,
         pretrained=not args.random_weights, layout=args.layout, teacher_bn=args.teacher_bn,
-        health_every=args.health_every,
+        health_every=args.health_every, recipe=args.recipe, recipe_set=parse_overrides(args.recipe_set) or None,
     )
     _writable(config.out)
     out = train(config)
@@ -59,6 +62,20 @@ def _train(args) -> None:
     if args.layout != "auto":
         command += ["--layout", args.layout]
     print(f"next: {shlex.join(command + ['--out', str(Path(out) / 'test')])}")
+
+
+def _calibrate(args) -> None:
+    from .calibrate import recalibrate_checkpoint
+
+    _writable(args.checkpoint, "checkpoint folder (its config.json is updated)")
+    section = recalibrate_checkpoint(args.checkpoint, args.data_root, args.category, args.layout, args.textures,
+                                     args.device)
+    e = section["estimates"]
+    print(f"threshold {section['threshold']:.4f} ({section['method']}): {section['rule']}")
+    print(f"held-out normal images flagged: {e['normal_flagged']} of {e['normal_images']} (95 % upper bound of the "
+          f"false-positive rate {100 * e['false_positive_rate_upper95']:.0f} %)"
+          + (f"; synthetic anomalies missed: {e['synthetic_missed']} of {e['synthetic_anomalies']}"
+             if "synthetic_anomalies" in e else ""))
 
 
 def _test(args) -> None:
@@ -244,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--image-size", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--textures", default=None, help="folder of anomaly textures (e.g. DTD images/); default procedural")
-    train.add_argument("--foreground", default=None, choices=["auto", "none", "otsu", "otsu_inverse", "grabcut"],
+    train.add_argument("--foreground", default=None, choices=list(FOREGROUND_METHODS),
                        help="foreground mask for synthetic defects; default per category")
     train.add_argument("--seed", type=int, default=111)
     train.add_argument("--teacher-bn", default="batch", choices=list(TEACHER_BN_MODES),
@@ -253,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--health-every", type=int, default=None,
                        help="iterations between health checks on held-out normal images + synthetic defects "
                             "(default: iterations // 8; 0: only at the end)")
+    train.add_argument("--recipe", default="improved", choices=sorted(RECIPES),
+                       help="reference: the authors' released training and scoring, step for step; improved (default): "
+                            "keeps the deviations measured better by bench/recipe.py (README 'Reproducing the paper')")
+    train.add_argument("--recipe-set", action="append", metavar="NAME=VALUE",
+                       help=f"switch one choice of the recipe (repeatable); NAME one of {', '.join(CHOICES)}")
     train.set_defaults(run=_train)
 
     test = commands.add_parser("test", help="evaluate a checkpoint on a test split")
@@ -284,6 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
     switches(export)
     export.set_defaults(run=_export)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="re-calibrate a checkpoint's threshold on its held-out normal images + synthetic anomalies")
+    calibrate.add_argument("--checkpoint", required=True, help="local checkpoint folder (its config.json is updated)")
+    calibrate.add_argument("--data-root", default=None, help="its training data (default: the path it recorded)")
+    calibrate.add_argument("--category", default=None)
+    calibrate.add_argument("--layout", default=None, choices=["auto", "mvtec", "visa", "folder"])
+    calibrate.add_argument("--textures", default=None, help="texture folder (default: the one it trained with)")
+    calibrate.add_argument("--device", default="auto")
+    calibrate.set_defaults(run=_calibrate)
 
     push = commands.add_parser("push", help="publish a checkpoint as a category subfolder of a Hub model repo")
     push.add_argument("--checkpoint", required=True, help="local checkpoint folder")

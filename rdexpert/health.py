@@ -92,7 +92,7 @@ def check_health(model, health_set: HealthSet, device: torch.device, batch_size:
     was_training = model.training
     model.eval()
     try:
-        with autocast(device):
+        with autocast(device, model.config.precision):
             result: dict[str, float] = {}
             distances = []
             for batch in health_set.clean.split(batch_size):

@@ -16,8 +16,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); full precision on CPU."""
-    if device.type == "cuda":
+def autocast(device: torch.device, precision: str = "bf16"):
+    """bf16 autocast on CUDA (no loss scaling needed) unless ``precision="fp32"``; full precision on CPU."""
+    if device.type == "cuda" and precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

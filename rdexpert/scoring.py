@@ -50,7 +50,7 @@ def score_images(
     for batch in batches:
         images = batch["image"] if isinstance(batch, dict) else batch
         with torch.inference_mode():  # left before yielding: the caller's code runs in its own grad mode
-            with autocast(device):
+            with autocast(device, model.config.precision):
                 maps = model(images.to(device), reference=reference, gate=gate).maps
             result = ScoredBatch(
                 batch=batch,

@@ -25,15 +25,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .calibration import Calibration
+from .calibrate import calibrate
 from .checkpoint import save_checkpoint
 from .data import SyntheticAnomalyDataset, list_samples, load_image, resize_image, split_holdout
 from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
 from .model import ExpertTeacherStudent, ModelConfig
+from .recipe import LONG_SCHEDULE_CATEGORIES, Recipe, get_recipe
 from .runtime import autocast, resolve_device
-from .scoring import sample_batches, score_images
 from .synthesis import AnomalySynthesizer, foreground_method_for
 from .viz import plot_loss_history
 
@@ -70,9 +70,13 @@ class TrainConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     seed: int = 111
     textures: str | None = None
-    foreground: str | None = None  # None: per-category default (rdexpert.synthesis)
+    foreground: str | None = None  # None: the recipe's per-category table (rdexpert.synthesis)
     layout: str = "auto"
-    holdout_fraction: float = 0.1
+    # "improved" (default) or "reference" (the authors' released code, step for step); recipe_set
+    # switches single choices of it, e.g. {"mask_resize": "direct"} (rdexpert.recipe)
+    recipe: str = "improved"
+    recipe_set: dict | None = None
+    holdout_fraction: float | None = None  # None: the recipe's (0 for reference: it trains on every image)
     device: str = "auto"
     num_workers: int | None = None
     save_every: int = 100  # iterations between resume states ...
@@ -89,9 +93,16 @@ class TrainConfig:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        recipe = self.resolved_recipe()
+        if self.iterations is None and recipe.schedule == "epochs" and self.category in LONG_SCHEDULE_CATEGORIES:
+            self.iterations = 2 * PRESETS[self.preset]["iterations"]  # the released code's 10000 instead of 5000
         for key, value in PRESETS[self.preset].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.backbone == "wide_resnet50_2" and recipe.wrn_weights == "tv_in1k":
+            self.backbone = "wide_resnet50_2.tv_in1k"  # torchvision's ImageNet weights, as the released code
+        if self.holdout_fraction is None:
+            self.holdout_fraction = recipe.holdout_fraction
         self.betas = tuple(self.betas)
         if not 1 <= self.iterations <= MAX_ITERATIONS or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"iterations must be in [1, {MAX_ITERATIONS}] and batch size in [1, {MAX_BATCH_SIZE}], "
@@ -104,8 +115,14 @@ class TrainConfig:
         if self.health_every < 0:
             raise ValueError("health_every must be >= 0 (0 checks only at the end)")
 
+    def resolved_recipe(self) -> Recipe:
+        return get_recipe(self.recipe, self.recipe_set)
+
     def model_config(self) -> ModelConfig:
-        return ModelConfig(backbone=self.backbone, variant=self.variant, image_size=self.image_size)
+        recipe = self.resolved_recipe()
+        return ModelConfig(backbone=self.backbone, variant=self.variant, image_size=self.image_size,
+                           map_align_corners=recipe.map_align_corners, blur_border=recipe.blur_border,
+                           precision=recipe.precision)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +169,25 @@ def _stop_on_sigterm():
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def initialise_student(model: ExpertTeacherStudent, scheme: str) -> None:
+    """``"xavier_normal"``: the released code's init of every student ``Conv2d`` (and ``Linear``) weight;
+    its transposed convolutions keep PyTorch's default there too. ``"default"``: leave PyTorch's init."""
+    if scheme != "xavier_normal":
+        return
+    for module in [*model.ocbe.modules(), *model.decoder.modules()]:
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.xavier_normal_(module.weight)
+
+
+def scheduled_iterations(iterations: int, images: int, batch_size: int, schedule: str) -> int:
+    """``"epochs"`` (the released code): whole epochs, the last partial batch kept, until ``iterations`` is
+    reached, so the count rounds up to a whole epoch; ``"iterations"``: exactly ``iterations``."""
+    if schedule != "epochs":
+        return iterations
+    per_epoch = math.ceil(images / min(batch_size, images))
+    return math.ceil(iterations / per_epoch) * per_epoch
+
+
 def teacher_train_mode(teacher: torch.nn.Module, teacher_bn: str = "batch") -> torch.nn.Module:
     """Put the teacher in training mode; with ``teacher_bn="frozen"`` its BatchNorm layers stay in eval
     mode, so they normalise with (and keep) the expert's running statistics."""
@@ -170,15 +206,21 @@ def train_step(
     student_optimizer: torch.optim.Optimizer,
     device: torch.device,
     teacher_bn: str = "batch",
+    recipe: Recipe | None = None,
 ) -> dict[str, float]:
-    """One iteration of the two-step loop; returns the losses as floats."""
+    """One iteration of the two-step loop; returns the losses as floats.
+
+    ``recipe`` (default ``improved``) decides the teacher-loss mask resize, the student's BatchNorm
+    passes and the precision."""
+    recipe = recipe or get_recipe("improved")
+    precision = recipe.precision
     variant = model.variant
     memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
     n = x.shape[0]
     use_augmented = variant.augmented_student or variant.train_teacher
     losses: dict[str, float] = {}
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad(), autocast(device, precision):
         if use_augmented:
             x_aug = batch["augmented"].to(device, non_blocking=True).contiguous(memory_format=memory)
             expert_clean, expert_aug = _split(model.expert(torch.cat([x, x_aug])), n)
@@ -188,24 +230,29 @@ def train_step(
     if variant.train_teacher:  # step 1: teacher against the frozen expert
         teacher = teacher_train_mode(model.trained_teacher, teacher_bn)
         mask = batch["mask"].to(device, non_blocking=True)
-        with autocast(device):
-            loss_t = teacher_loss(teacher(x), teacher(x_aug), expert_clean, expert_aug, mask)
+        with autocast(device, precision):
+            loss_t = teacher_loss(teacher(x), teacher(x_aug), expert_clean, expert_aug, mask, recipe.mask_resize)
         teacher_optimizer.zero_grad(set_to_none=True)
         loss_t.backward()
         teacher_optimizer.step()
         teacher.eval()
         losses["teacher"] = loss_t.item()
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, precision):
             teacher_clean, teacher_aug = _split(teacher(torch.cat([x, x_aug])), n)
     else:  # the teacher is the frozen expert
         teacher_clean = expert_clean
         teacher_aug = expert_aug if variant.augmented_student else None
 
-    # step 2: student from teacher features (clean, and defective when the variant says so)
-    inputs = [torch.cat([c, a]) for c, a in zip(teacher_clean, teacher_aug)] if variant.augmented_student else teacher_clean
-    with autocast(device):
-        outputs = model.student(inputs)
-        students = list(_split(outputs, n)) if variant.augmented_student else [outputs]
+    # step 2: student from teacher features (clean, and defective when the variant says so). Two passes
+    # (the released code) update the student's BatchNorm statistics once per batch; one concatenated pass
+    # normalises clean and defective features together
+    with autocast(device, precision):
+        if not variant.augmented_student:
+            students = [model.student(teacher_clean)]
+        elif recipe.student_bn_passes == 2:
+            students = [model.student(teacher_clean), model.student(teacher_aug)]
+        else:
+            students = list(_split(model.student([torch.cat([c, a]) for c, a in zip(teacher_clean, teacher_aug)]), n))
         targets = [teacher_clean] + ([expert_clean] if variant.expert_targets else [])
         loss_s = student_loss(students, targets)
     student_optimizer.zero_grad(set_to_none=True)
@@ -225,6 +272,7 @@ class Trainer:
         self.callback = callback  # called as callback(iteration, losses) after every step; may raise to cancel
         self.on_health = on_health  # called with each health check's dict (rdexpert.health)
         self.device = resolve_device(config.device)
+        self.recipe = config.resolved_recipe()
 
     # -- data -------------------------------------------------------------------------------
     def _datasets(self):
@@ -234,14 +282,21 @@ class Trainer:
         if not normal:
             raise ValueError(f"no normal training images found for category {c.category!r} in {c.data_root}")
         train, holdout = split_holdout(normal, c.holdout_fraction, seed=c.seed)
-        if not holdout:
+        if not holdout and c.holdout_fraction == 0:
+            warnings.warn(
+                f"holdout fraction 0 (recipe {c.recipe!r}: every normal image trains, as the authors did): the threshold "
+                "and the health check use the training images themselves, so the threshold is optimistic (likely too "
+                "low: new normal images may be flagged)", UserWarning, stacklevel=2)
+        elif not holdout:
             warnings.warn(
                 f"{len(normal)} normal training image(s) and holdout fraction {c.holdout_fraction:g}: none can be "
                 "held out, so the threshold is calibrated on the training images themselves: optimistic, likely too "
                 "low (new normal images may be flagged as anomalous); add normal images (20 or more) for a "
                 "trustworthy threshold", UserWarning, stacklevel=2)
-        method = foreground_method_for(c.category, c.foreground)
-        synthesizer = AnomalySynthesizer(textures=c.textures, foreground=method)
+        r = self.recipe
+        method = foreground_method_for(c.category, c.foreground, table=r.foreground_table)
+        synthesizer = AnomalySynthesizer(textures=c.textures, foreground=method,
+                                         augment_textures=r.texture_augmentation, mask_rotation=r.mask_rotation)
         train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method)
         return train_set.preload(), holdout, method, synthesizer
 
@@ -273,7 +328,8 @@ class Trainer:
                 dataset,
                 batch_size=min(c.batch_size, len(dataset)),
                 shuffle=True,
-                drop_last=len(dataset) >= c.batch_size,
+                # the released code keeps the last partial batch of an epoch
+                drop_last=self.recipe.schedule == "iterations" and len(dataset) >= c.batch_size,
                 generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch),
                 num_workers=workers,
                 pin_memory=self.device.type == "cuda",
@@ -341,7 +397,10 @@ class Trainer:
         np.random.seed(c.seed % 2**32)
         dataset, holdout, foreground, synthesizer = self._datasets()
         health_set = self._health_set(holdout or dataset.samples, synthesizer)
-        model = ExpertTeacherStudent(c.model_config(), pretrained=c.pretrained).to(self.device)
+        model = ExpertTeacherStudent(c.model_config(), pretrained=c.pretrained)
+        initialise_student(model, self.recipe.student_init)
+        model = model.to(self.device)
+        total = scheduled_iterations(c.iterations, len(dataset), c.batch_size, self.recipe.schedule)
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         student_optimizer = torch.optim.Adam(model.student_parameters(), lr=c.student_lr, betas=c.betas)
@@ -359,7 +418,7 @@ class Trainer:
         model.train()
         batches = self._batches(dataset, epoch)
         bar = tqdm(
-            total=c.iterations, initial=start, disable=not self.progress, dynamic_ncols=True,
+            total=total, initial=start, disable=not self.progress, dynamic_ncols=True,
             desc=f"train {c.variant} {c.category or ''}".strip(), unit="it",
         )
         began = time.perf_counter() - elapsed
@@ -367,9 +426,10 @@ class Trainer:
         iteration = start
         restore_sigterm = _stop_on_sigterm()
         try:
-            while iteration < c.iterations:
+            while iteration < total:
                 epoch, batch = next(batches)
-                losses = train_step(model, batch, teacher_optimizer, student_optimizer, self.device, c.teacher_bn)
+                losses = train_step(model, batch, teacher_optimizer, student_optimizer, self.device, c.teacher_bn,
+                                    self.recipe)
                 iteration += 1
                 history["iteration"].append(iteration)
                 for name, value in losses.items():
@@ -380,10 +440,10 @@ class Trainer:
                 bar.update(1)
                 if self.callback is not None:
                     self.callback(iteration, losses)
-                if c.health_every and iteration % c.health_every == 0 and iteration < c.iterations:
+                if c.health_every and iteration % c.health_every == 0 and iteration < total:
                     self._check_health(model, health_set, iteration, history)
                 due = iteration % c.save_every == 0 or time.perf_counter() - last_save >= c.save_seconds
-                if due and iteration < c.iterations:
+                if due and iteration < total:
                     self._save_state(model, optimizers, iteration, epoch, history, time.perf_counter() - began)
                     last_save = time.perf_counter()
         except BaseException:
@@ -398,7 +458,7 @@ class Trainer:
         reference, reason = choose_reference(final_health) if model.variant.train_teacher else ("teacher", "the teacher is the expert")
         model.set_default_reference(reference)
         model.eval()
-        calibration = calibrate(model, holdout or dataset.samples, c.image_size, self.device,
+        calibration = calibrate(model, holdout or dataset.samples, c.image_size, self.device, synthesizer,
                                 source="held-out normal training images" if holdout else
                                 "the training images themselves (too few to hold any out): optimistic")
         write_json(self.out / "loss_history.json", history)
@@ -408,7 +468,9 @@ class Trainer:
             self.out,
             training={**c.to_dict(), "foreground_method": foreground, "train_images": len(dataset),
                       "holdout_images": len(holdout), "train_seconds": round(train_seconds, 1),
-                      "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(c.iterations, 1), 4)},
+                      "iterations_run": total, "recipe_choices": self.recipe.to_dict(),
+                      "recipe_deviations": self.recipe.deviations(),
+                      "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(total, 1), 4)},
             dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
             calibration=calibration,
             health={"final": final_health, "reason": reason,  # the choice itself is model.default_reference
@@ -417,16 +479,6 @@ class Trainer:
         )
         shutil.rmtree(self.state_dir, ignore_errors=True)  # the finished checkpoint supersedes it
         return self.out
-
-
-def calibrate(
-    model: ExpertTeacherStudent, samples: list, image_size: int, device: torch.device,
-    source: str = "held-out normal training images",
-) -> dict:
-    """Score normal images the model did not train on; the threshold and normalisation follow (rdexpert.calibration)."""
-    scored = score_images(model, sample_batches(samples, image_size), device)
-    scores = [score for batch in scored for score in batch.scores.tolist()]
-    return Calibration.from_normal_scores(scores, source=source).to_dict()
 
 
 def train(config: TrainConfig, progress: bool = True) -> Path:

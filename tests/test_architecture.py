@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rdexpert"
 
 # layer, lowest first: (name, module patterns). "x.*" means the package x and all its modules.
 LAYERS = [
-    ("foundation", ["rdexpert", "runtime", "io", "metrics", "calibration", "checkpoint_format", "backbones",
+    ("foundation", ["rdexpert", "runtime", "recipe", "io", "metrics", "calibration", "checkpoint_format", "backbones",
                     "synthesis.*", "data.images"]),
     ("data", ["data", "data.layouts", "data.datasets", "viz"]),
     ("model", ["model.*"]),
     ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health"]),
-    ("workflows", ["inference", "evaluate", "train", "export"]),
+    ("workflows", ["inference", "evaluate", "calibrate", "train", "export"]),
     ("interfaces", ["hub.publish", "cli", "app.*"]),
 ]
 

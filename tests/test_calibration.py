@@ -17,7 +17,7 @@ def test_calibration_rule_and_normalisation():
     assert c.low == 0.20
     assert c.threshold == pytest.approx(np.quantile(scores, 0.99) + 0.25 * (np.quantile(scores, 0.99) - 0.20))
     assert c.normalize(c.low) == 0.0 and c.normalize(c.threshold) == pytest.approx(0.5)
-    assert c.normalize(-5.0) == 0.0 and c.normalize(99.0) == 1.0
+    assert c.normalize(-5.0) == 0.0 and c.normalize(99.0) > c.normalize(9.0) > 1.0  # monotone, never clipped above
     values = np.linspace(0, 1, 50, dtype=np.float32)
     normalized = c.normalize(values)
     assert normalized.dtype == np.float32 and np.all(np.diff(normalized) >= 0)
@@ -55,3 +55,26 @@ def test_calibration_edge_cases():
     assert first_format.low == 0.2
 
 
+
+
+def test_threshold_sits_in_the_gap_between_normal_and_synthetic_anomaly_scores():
+    normal = [1.36, 1.44, 1.49, 1.53, 1.48]
+    synthetic = [1.40] + list(np.linspace(2.0, 3.0, 39))  # one near-invisible blend among 40
+    c = Calibration.from_normal_and_synthetic(normal, synthetic)
+    gap_high = float(np.quantile(synthetic, 0.05))  # 0.05 quantile: the faint one does not pull it down
+    assert gap_high > 1.9
+    assert c.threshold == pytest.approx((1.53 + gap_high) / 2)
+    assert c.method == "normal images + synthetic anomalies"
+    e = c.estimates()
+    assert (e["normal_images"], e["normal_flagged"], e["synthetic_anomalies"], e["synthetic_missed"]) == (5, 0, 40, 1)
+    assert e["synthetic_miss_rate"] == pytest.approx(1 / 40)
+    assert 0.4 < e["false_positive_rate_upper95"] < 0.5  # 0 of 5 seen: the 95 % Wilson bound is still ~43 %
+    again = Calibration.from_dict(json.loads(json.dumps(c.to_dict())))
+    assert again == c and again.estimates() == e
+
+
+def test_overlapping_synthetic_scores_keep_the_normal_rule_and_say_so():
+    normal = [1.0, 1.1, 1.2, 1.3]
+    c = Calibration.from_normal_and_synthetic(normal, [1.05, 1.15, 1.25, 2.0])
+    assert c.threshold == Calibration.from_normal_scores(normal).threshold
+    assert "no gap" in c.rule and c.estimates()["synthetic_missed"] == 3

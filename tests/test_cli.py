@@ -229,3 +229,20 @@ def test_cli_train_on_one_image_warns_and_prints_a_runnable_next_command(mpdd_ro
     assert "None" not in command and "--category" not in command
     assert command[:2] == ["rdexpert", "test"] and command[command.index("--data-root") + 1] == str(data)
     assert command[command.index("--checkpoint") + 1] == str(out)
+
+
+def test_cli_calibrate_recomputes_the_threshold_from_held_out_normals_and_synthetic_anomalies(
+        tiny_checkpoint, tiny_data, tmp_path, capsys):
+    folder = _copy(tiny_checkpoint, tmp_path)
+    stored = read_config(folder)["calibration"]
+    assert stored["method"] == "normal images + synthetic anomalies"  # training already calibrates this way
+    section = read_config(folder)
+    section["calibration"] = {k: v for k, v in stored.items() if k not in ("synthetic_scores", "estimates", "method")}
+    (folder / "config.json").write_text(__import__("json").dumps(section))  # as a checkpoint written before the rule
+    assert main(["calibrate", "--checkpoint", str(folder), "--data-root", str(tiny_data), "--device", "cpu"]) == 0
+    again = read_config(folder)["calibration"]
+    # the same held-out split and fixed synthetic seed: the training-time calibration comes back
+    assert again["threshold"] == pytest.approx(stored["threshold"], rel=1e-5)
+    assert again["estimates"]["synthetic_anomalies"] >= 40 and again["estimates"]["normal_images"] >= 1
+    assert "synthetic anomalies missed" in capsys.readouterr().out
+    Predictor.from_pretrained(folder, device="cpu")  # the rewritten config still loads (weights hash kept)

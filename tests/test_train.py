@@ -92,7 +92,7 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, mpdd_root):
 
 def test_presets_and_bad_settings():
     paper = TrainConfig(data_root=".", category=None, out=".", preset="paper")
-    assert (paper.backbone, paper.image_size, paper.batch_size, paper.iterations) == ("wide_resnet50_2", 256, 16, 5000)
+    assert (paper.backbone, paper.image_size, paper.batch_size, paper.iterations) == ("wide_resnet50_2.tv_in1k", 256, 16, 5000)
     assert TrainConfig(data_root=".", category=None, out=".", iterations=7).iterations == 7
     assert set(PRESETS) == {"paper", "cpu"}
     with pytest.raises(ValueError, match="preset"):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from ..calibration import Calibration
 from . import views
 from .common import AppConfig
 from .registry import Registry
@@ -53,6 +54,10 @@ def describe(registry: Registry, key: str | None) -> str:
     text = entry.describe()
     if entry.metrics:
         text += f"<br>stored metrics: {views.metric_values(entry.metrics)}"
+    try:
+        text += f"<br>{Calibration.from_dict(entry.info.calibration).summary()}"
+    except ValueError:
+        pass
     health = entry.info.health
     if health.get("reason"):
         text += f"<br>default reference: **{entry.info.default_reference}** — {health['reason']}"

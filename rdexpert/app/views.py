@@ -108,7 +108,8 @@ def verdict_html(
     raw_threshold: float | None = None,
     extra: str = "",
 ) -> str:
-    """A coloured verdict with a bar of the calibrated score against the threshold."""
+    """A coloured verdict with a bar of the calibrated score against the threshold; the score is not clipped, so
+    the text also says how many times the threshold it is (a wrong product reads far above a real defect)."""
     anomalous = normalized_score >= threshold
     colour = "#c62828" if anomalous else "#2e7d32"
     word = "ANOMALOUS" if anomalous else "NORMAL"
@@ -123,7 +124,7 @@ def verdict_html(
         f'<div class="rdx-verdict" data-verdict="{word.lower()}">'
         f'<div style="font-size:1.4em;font-weight:700;color:{colour}">{word}</div>'
         f"<div>calibrated score <b>{normalized_score:.3f}</b> {'≥' if anomalous else '<'} threshold "
-        f"<b>{threshold:.2f}</b>{html.escape(raw)}</div>"
+        f"<b>{threshold:.2f}</b> (<b>{normalized_score / max(threshold, 1e-9):.1f} × threshold</b>){html.escape(raw)}</div>"
         f'<div style="position:relative;height:14px;background:#e0e0e0;border-radius:7px;margin:6px 0;max-width:420px">'
         f'<div style="width:{pct:.1f}%;height:100%;background:{colour};border-radius:7px"></div>'
         f'<div style="position:absolute;left:{tpct:.1f}%;top:-3px;width:2px;height:20px;background:#000"></div></div>'

@@ -14,6 +14,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, is_offline_mode
 
 from .. import __version__
+from ..calibration import Calibration
 from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointInfo, read_config
 from ..metrics import metrics_table
 from .resolve import NAME, HubError
@@ -73,6 +74,10 @@ def _threshold_section(info: CheckpointInfo) -> str:
         f"{calibration.get('rule', '')}. Normalised scores put it at 0.5 "
         f"({calibration.get('normalization', 'see rdexpert.calibration')}).\n"
     )
+    try:
+        text += f"\nHow far to trust it: {Calibration.from_dict(calibration).summary()}. No test image was used.\n"
+    except ValueError:
+        pass
     if calibration.get("f1_threshold") is not None:
         text += f"\nF1-optimal threshold on the labelled test split: {calibration['f1_threshold']:.4f} (`threshold=\"f1\"`).\n"
     return text

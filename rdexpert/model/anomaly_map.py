@@ -33,14 +33,31 @@ def blur_kernel_size(sigma: float) -> int:
     return 2 * int(4 * sigma + 0.5) + 1
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (B, C, H, W) maps with reflect padding.
+BLUR_BORDERS = ("reflect", "mirror")
 
-    Numerically the same as torchvision's ``gaussian_blur`` (same kernel, padding
-    and conv2d), but the kernel has a fixed shape that does not depend on the
-    input's, so the graph exports to ONNX (torchvision's ``expand`` by the traced
-    channel count does not).
+
+def _pad_symmetric(maps: torch.Tensor, pad: int) -> torch.Tensor:
+    """Pad the last two dims by mirroring *with* the edge sample (d c b a | a b c d), scipy's ``reflect``."""
+    for dim in (-1, -2):
+        size = maps.shape[dim]
+        if pad > size:
+            raise ValueError(f"blur needs maps of at least {pad} px per side for its border, got {size}")
+        before = maps.narrow(dim, 0, pad).flip(dim)
+        after = maps.narrow(dim, size - pad, pad).flip(dim)
+        maps = torch.cat([before, maps, after], dim)
+    return maps
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float, border: str = "mirror") -> torch.Tensor:
+    """Gaussian blur of (B, C, H, W) maps, the kernel of scipy's ``gaussian_filter`` (truncate 4).
+
+    ``border="reflect"`` repeats the edge sample as scipy's default mode (the released code's
+    blur); ``"mirror"`` does not (torch's ``reflect`` padding, torchvision's ``gaussian_blur``).
+    The kernel has a fixed shape that does not depend on the input's, so the graph exports to
+    ONNX (torchvision's ``expand`` by the traced channel count does not).
     """
+    if border not in BLUR_BORDERS:
+        raise ValueError(f"unknown blur border {border!r}; choose one of {BLUR_BORDERS}")
     size = blur_kernel_size(sigma)
     limit = (size - 1) / (2.0 * math.sqrt(2.0))
     x = torch.linspace(-limit, limit, steps=size, dtype=maps.dtype, device=maps.device)
@@ -48,7 +65,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = (kernel1d.unsqueeze(-1) * kernel1d).view(1, 1, size, size)
     height, width = maps.shape[-2:]
     flat = maps.reshape(-1, 1, height, width)
-    padded = F.pad(flat, [size // 2] * 4, mode="reflect")
+    padded = _pad_symmetric(flat, size // 2) if border == "reflect" else F.pad(flat, [size // 2] * 4, mode="reflect")
     return F.conv2d(padded, kernel).reshape(maps.shape)
 
 
@@ -57,13 +74,19 @@ def compute_anomaly_maps(
     reference: list[torch.Tensor],
     size: tuple[int, int],
     sigma: float = BLUR_SIGMA,
+    align_corners: bool = False,
+    blur_border: str = "mirror",
 ) -> AnomalyMaps:
-    """Map each scale, upsample bilinearly to ``size``, sum, blur with a Gaussian; score = max of the map."""
+    """Map each scale, upsample bilinearly to ``size``, sum, blur with a Gaussian; score = max of the map.
+
+    ``align_corners`` and ``blur_border`` are recipe choices (rdexpert.recipe): the released code uses
+    ``True`` and ``"reflect"``.
+    """
     scales = [
-        F.interpolate(pixel_cosine_distance(s, r).unsqueeze(1), size=size, mode="bilinear", align_corners=False)
+        F.interpolate(pixel_cosine_distance(s, r).unsqueeze(1), size=size, mode="bilinear", align_corners=align_corners)
         for s, r in zip(student, reference)
     ]
     fused = torch.stack(scales).sum(0)
     if sigma > 0:
-        fused = gaussian_blur(fused, sigma)
+        fused = gaussian_blur(fused, sigma, blur_border)
     return AnomalyMaps(scales=scales, fused=fused, score=fused.flatten(1).amax(1))

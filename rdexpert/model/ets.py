@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..backbones import create_backbone
-from .anomaly_map import BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
+from .anomaly_map import BLUR_BORDERS, BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
 from .decoder import Decoder
 from .gii import GATES
 from .ocbe import OCBE
@@ -18,6 +18,7 @@ REFERENCES = ("teacher", "expert")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
 SIZE_MULTIPLE = 32  # the encoder's stride-16 features go through one more stride-2 stage in the OCBE
 MAX_BLUR_SIGMA = 64.0
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class ModelConfig:
     # what the student is scored against when a caller does not say: "teacher", or "expert" when
     # the training health check found the trained teacher no better than the expert (rdexpert.health)
     default_reference: str = "teacher"
+    # scoring choices of the training recipe (rdexpert.recipe); these defaults are what checkpoints
+    # written before recipes existed were scored with
+    map_align_corners: bool = False
+    blur_border: str = "mirror"
+    precision: str = "bf16"  # "bf16": autocast on CUDA; "fp32": never
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -65,6 +71,10 @@ class ModelConfig:
             raise ValueError(f"blur_sigma must be in [0, {MAX_BLUR_SIGMA}], got {self.blur_sigma!r}")
         if self.default_reference not in REFERENCES:
             raise ValueError(f"unknown default_reference {self.default_reference!r}; choose one of {REFERENCES}")
+        if self.blur_border not in BLUR_BORDERS or self.precision not in PRECISIONS \
+                or not isinstance(self.map_align_corners, bool):
+            raise ValueError(f"bad scoring choices: map_align_corners={self.map_align_corners!r} (bool), "
+                             f"blur_border={self.blur_border!r} {BLUR_BORDERS}, precision={self.precision!r} {PRECISIONS}")
         object.__setattr__(self, "decoder_blocks", tuple(self.decoder_blocks))
 
     def to_dict(self) -> dict:
@@ -134,7 +144,8 @@ class ExpertTeacherStudent(nn.Module):
         teacher_features = self.teacher(images)
         student = self.student(teacher_features, gate)
         target = teacher_features if reference == "teacher" else self.expert(images)
-        maps = compute_anomaly_maps(student, target, images.shape[-2:], self.config.blur_sigma)
+        c = self.config
+        maps = compute_anomaly_maps(student, target, images.shape[-2:], c.blur_sigma, c.map_align_corners, c.blur_border)
         return ETSOutput(reference=target, student=student, maps=maps)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ __all__ = [
     "foreground_method_for",
 ]
 
-FOREGROUND_METHODS = ("none", "otsu", "otsu_inverse", "grabcut", "auto")
+FOREGROUND_METHODS = ("none", "otsu", "otsu_inverse", "grabcut", "auto", "grabcut_released", "otsu_inverse_released")
 
 # --------------------------------------------------------------------------
 # Category tables
@@ -71,15 +71,27 @@ DEFAULT_FOREGROUND: dict[str, str] = {
 }
 
 
-def foreground_method_for(category: str | None, override: str | None = None) -> str:
-    """Foreground method for ``category``: ``override`` if given, else the
-    :data:`DEFAULT_FOREGROUND` entry, else ``"auto"``."""
+#: The authors' released code (MVTec AD only): GrabCut for seven objects, inverse Otsu for the two
+#: thin dark ones, no mask for the textures and transistor. Its methods are the ``*_released`` ones.
+RELEASED_FOREGROUND: dict[str, str] = {
+    **{c: "grabcut_released" for c in ("bottle", "cable", "hazelnut", "metal_nut", "pill", "toothbrush", "zipper")},
+    **{c: "otsu_inverse_released" for c in ("capsule", "screw")},
+    **{c: "none" for c in (*sorted(TEXTURE_CATEGORIES), "transistor")},
+}
+FOREGROUND_TABLES = {"rdexpert": DEFAULT_FOREGROUND, "released": RELEASED_FOREGROUND}
+
+
+def foreground_method_for(category: str | None, override: str | None = None, table: str = "rdexpert") -> str:
+    """Foreground method for ``category``: ``override`` if given, else the entry of ``table``
+    (:data:`FOREGROUND_TABLES`; a category the released table lacks, i.e. outside MVTec AD,
+    uses rdexpert's), else ``"auto"``."""
     if override is not None:
         _check_method(override)
         return override
     if category is None:
         return "auto"
-    return DEFAULT_FOREGROUND.get(str(category).strip().lower(), "auto")
+    key = str(category).strip().lower()
+    return FOREGROUND_TABLES[table].get(key) or DEFAULT_FOREGROUND.get(key, "auto")
 
 
 def _check_method(method: str) -> None:
@@ -154,6 +166,24 @@ def _grabcut(img: np.ndarray, max_side: int = 160, iterations: int = 5) -> np.nd
     return cv2.resize(fg, (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
+def _released_mask(img: np.ndarray, method: str) -> np.ndarray:
+    """The released code's masks: GrabCut, 11 iterations, at full size from a rectangle 1 px inside
+    the top-left corner; or plain inverse Otsu on the grey image (no blur, no cleaning)."""
+    u8 = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if method == "otsu_inverse_released":
+        _, dark = cv2.threshold(cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY), 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+        return dark > 0
+    h, w = img.shape[:2]
+    gc = np.zeros((h, w), np.uint8)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)
+    try:
+        cv2.grabCut(u8, gc, (1, 1, w - 1, h - 1), bgd, fgd, 11, cv2.GC_INIT_WITH_RECT)
+    except cv2.error:
+        return np.ones((h, w), bool)
+    return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+
 def foreground_mask(image: np.ndarray, method: str = "auto") -> np.ndarray:
     """Bool ``HxW`` mask of the object in ``image`` (float32 RGB in [0, 1]).
 
@@ -165,6 +195,7 @@ def foreground_mask(image: np.ndarray, method: str = "auto") -> np.ndarray:
       such as screws and capsules).
     * ``"grabcut"``: ``cv2.grabCut`` from a rectangle 4% inside the border,
       5 iterations on a copy downscaled to 160 px, upscaled back.
+    * ``"grabcut_released"``, ``"otsu_inverse_released"``: the released code's (:func:`_released_mask`).
     * ``"auto"``: Otsu on grayscale; the polarity whose foreground touches the
       image border least is the object; cleaned by open/close.  If it covers
       more than 85% or less than 3% of the image, or still covers more than
@@ -180,6 +211,8 @@ def foreground_mask(image: np.ndarray, method: str = "auto") -> np.ndarray:
         return np.ones((h, w), bool)
     if method == "grabcut":
         fg = _grabcut(img)
+    elif method.endswith("_released"):
+        fg = _released_mask(img, method)
     else:
         bright = _otsu_bright(_gray_u8(img))
         if method == "otsu":

@@ -72,12 +72,16 @@ def _fractal_noise(
     return noise
 
 
-def _rotate(img: np.ndarray, angle: float) -> np.ndarray:
+MASK_ROTATIONS = ("reflect", "zero_fill")
+
+
+def _rotate(img: np.ndarray, angle: float, border: str = "reflect") -> np.ndarray:
+    """Rotate about the centre; corners outside the source are reflected, or zero ("zero_fill",
+    imgaug's default that the released code uses: no defect can start in a corner)."""
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), float(angle), 1.0)
-    return cv2.warpAffine(
-        img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-    )
+    mode = cv2.BORDER_CONSTANT if border == "zero_fill" else cv2.BORDER_REFLECT_101
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=mode, borderValue=0.0)
 
 
 def _random_ellipse(
@@ -116,6 +120,7 @@ def perlin_mask(
     max_scale: int = 5,
     rotate: bool = True,
     max_tries: int = 20,
+    rotation: str = "reflect",
 ) -> np.ndarray:
     """Binary Perlin anomaly mask (float32 ``HxW`` in {0, 1}), never empty.
 
@@ -127,7 +132,13 @@ def perlin_mask(
     is intersected with ``foreground`` (bool ``HxW``; None or an empty mask
     means the whole image); empty results are redrawn up to ``max_tries``
     times, after which a small random ellipse inside the foreground is used.
+
+    ``rotation="zero_fill"`` is the released code's behaviour instead: zero outside the
+    rotated noise, and the first draw is kept even when it is empty (a "defect-free"
+    synthetic image, about 4 % of draws).
     """
+    if rotation not in MASK_ROTATIONS:
+        raise ValueError(f"unknown mask rotation {rotation!r}; choose one of {MASK_ROTATIONS}")
     h, w = int(shape[0]), int(shape[1])
     if foreground is None:
         fg = np.ones((h, w), bool)
@@ -140,8 +151,8 @@ def perlin_mask(
         res = (min(2 ** int(a), max(1, h // 2)), min(2 ** int(b), max(1, w // 2)))
         noise = perlin_noise((h, w), res, rng)
         if rotate:
-            noise = _rotate(noise, rng.uniform(-90.0, 90.0))
+            noise = _rotate(noise, rng.uniform(-90.0, 90.0), rotation)
         mask = (math.sqrt(2.0) * noise > threshold) & fg
-        if mask.any():
+        if mask.any() or rotation == "zero_fill":
             return mask.astype(np.float32)
     return _random_ellipse((h, w), fg, rng).astype(np.float32)

@@ -53,6 +53,7 @@ class AnomalySynthesizer:
         threshold: float = 0.5,
         augment_textures: bool = True,
         max_tries: int = 20,
+        mask_rotation: str = "reflect",
     ):
         _check_method(foreground)
         self.textures = textures if isinstance(textures, TextureSource) else TextureSource(textures)
@@ -61,6 +62,7 @@ class AnomalySynthesizer:
         self.threshold = float(threshold)
         self.augment_textures = bool(augment_textures)
         self.max_tries = int(max_tries)
+        self.mask_rotation = mask_rotation  # rdexpert.synthesis.perlin.MASK_ROTATIONS
 
     @classmethod
     def for_category(
@@ -87,7 +89,7 @@ class AnomalySynthesizer:
         h, w = x.shape[:2]
         fg = foreground_mask(x, self.foreground) if foreground is None else foreground
         mask = perlin_mask(
-            (h, w), rng, fg, threshold=self.threshold, max_tries=self.max_tries
+            (h, w), rng, fg, threshold=self.threshold, max_tries=self.max_tries, rotation=self.mask_rotation
         )
         tex = self.textures.sample(rng, (h, w))
         if self.augment_textures:

@@ -1,0 +1,81 @@
+"""Choose a model's decision threshold from data the method already has, never from the test split.
+
+Why this module exists: a handful of held-out normal images (5 for MPDD metal_plate) says little
+about where new normal scores end, but synthetic anomalies made on those same images say where
+defects begin; :meth:`rdexpert.calibration.Calibration.from_normal_and_synthetic` puts the threshold
+in the gap. Used at the end of training and by ``rdexpert calibrate``, which re-calibrates an
+existing checkpoint (e.g. one trained before this rule) in place.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .calibration import Calibration
+from .checkpoint import CheckpointInfo, load_checkpoint, update_config
+from .data import list_samples, load_image, resize_image, split_holdout
+from .health import HealthSet
+from .model import ExpertTeacherStudent
+from .recipe import get_recipe
+from .runtime import resolve_device
+from .scoring import sample_batches, score_images
+from .synthesis import AnomalySynthesizer
+
+CALIBRATION_SEED = 20_250_301  # fixed: re-calibrating the same checkpoint gives the same threshold
+MIN_SYNTHETIC = 40  # synthetic anomalies at least; few held-out images get more draws each
+MAX_IMAGES = 64  # held-out images that get synthetic twins (all of them are scored as normals)
+
+
+def calibrate(
+    model: ExpertTeacherStudent, samples: list, image_size: int, device: torch.device,
+    synthesizer: AnomalySynthesizer | None = None, source: str = "held-out normal training images",
+) -> dict:
+    """Score ``samples`` (normal images the model did not train on) and, with a ``synthesizer``, synthetic
+    anomalies made on them; the threshold and normalisation follow. Returns the config.json section."""
+    scored = score_images(model, sample_batches(samples, image_size), device)
+    normal = [score for batch in scored for score in batch.scores.tolist()]
+    if synthesizer is None:
+        return Calibration.from_normal_scores(normal, source=source).to_dict()
+    chosen = samples[:MAX_IMAGES]
+    images = [resize_image(load_image(s.path), image_size) for s in chosen]
+    draws = max(2, math.ceil(MIN_SYNTHETIC / len(images)))
+    twins = HealthSet.build(images, synthesizer, draws=draws, max_images=len(images), seed=CALIBRATION_SEED)
+    synthetic = [s for batch in score_images(model, twins.augmented.split(8), device) for s in batch.scores.tolist()]
+    return Calibration.from_normal_and_synthetic(normal, synthetic, source=source).to_dict()
+
+
+def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, category: str | None = None,
+                           layout: str | None = None, textures: str | None = None, device: str = "auto") -> dict:
+    """Re-run the calibration of a local checkpoint folder on the normal images it held out in training
+    (same split: its stored holdout fraction and seed) and store it in its config.json. A stored F1
+    threshold is kept. ``data_root`` / ``category`` / ``textures`` default to what the checkpoint recorded."""
+    folder = Path(folder)
+    model, config = load_checkpoint(folder)
+    info = CheckpointInfo.from_config(config)
+    training, dataset = config.get("training", {}), config.get("dataset", {})
+    data_root = data_root or dataset.get("root") or training.get("data_root")
+    category = category if category is not None else dataset.get("category")
+    if not data_root or not Path(data_root).is_dir():
+        raise FileNotFoundError(f"data folder {data_root!r} not found; pass --data-root (the checkpoint's training data)")
+    normal = [s for s in list_samples(data_root, category, "train", layout=layout or dataset.get("layout", "auto"))
+              if s.label == 0]
+    if not normal:
+        raise ValueError(f"no normal training images for category {category!r} in {data_root}")
+    _, holdout = split_holdout(normal, float(training.get("holdout_fraction", 0.1)), seed=int(training.get("seed", 111)))
+    recipe = get_recipe(training.get("recipe", "improved"), training.get("recipe_set"))
+    textures = textures or training.get("textures")
+    if textures and not Path(textures).is_dir():
+        raise FileNotFoundError(f"texture folder {textures!r} (used in training) not found; pass --textures")
+    synthesizer = AnomalySynthesizer(textures=textures or None, foreground=training.get("foreground_method", "auto"),
+                                     augment_textures=recipe.texture_augmentation, mask_rotation=recipe.mask_rotation)
+    device_ = resolve_device(device)
+    model.to(device_).eval()
+    section = calibrate(model, holdout or normal, model.config.image_size, device_, synthesizer,
+                        source="held-out normal training images" if holdout else "the training images themselves: optimistic")
+    if info.calibration.get("f1_threshold") is not None:
+        section["f1_threshold"] = info.calibration["f1_threshold"]
+    update_config(folder, calibration=section)
+    return section

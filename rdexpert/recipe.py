@@ -1,0 +1,103 @@
+"""Training and scoring recipes: ``reference`` (the authors' released code, step for step) and ``improved``.
+
+Why this module exists: the network itself agrees bit for bit with the released code
+(hito2448/URD); what differed was everything around it. Each such difference is one
+named field of :class:`Recipe`, so it can be switched alone and measured
+(``bench/recipe.py``); ``improved`` keeps a deviation only where that bench showed it
+helps beyond the seed spread, and follows the reference everywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+CHOICES: dict[str, tuple] = {  # field -> allowed values; the first is the released code's
+    "map_align_corners": (True, False),
+    "blur_border": ("reflect", "mirror"),
+    "mask_resize": ("chained", "direct"),
+    "student_bn_passes": (2, 1),
+    "student_init": ("xavier_normal", "default"),
+    "holdout_fraction": (0.0, 0.1),
+    "schedule": ("epochs", "iterations"),
+    "texture_augmentation": (False, True),
+    "mask_rotation": ("zero_fill", "reflect"),
+    "foreground_table": ("released", "rdexpert"),
+    "wrn_weights": ("tv_in1k", "timm_default"),
+    "precision": ("fp32", "bf16"),
+}
+
+#: Categories the released code trains for 10000 iterations instead of 5000 (cable, transistor, every VisA one).
+LONG_SCHEDULE_CATEGORIES = frozenset({
+    "cable", "transistor", "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
+    "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum",
+})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every choice around the network where the released code and rdexpert can differ (issue 8's rows 1–12)."""
+
+    map_align_corners: bool  # 1: bilinear upsampling of the per-scale maps with align_corners
+    blur_border: str  # 2: Gaussian blur border; "reflect" = scipy's default (edge sample repeated), "mirror" = not
+    mask_resize: str  # 3: teacher-loss mask; "chained" 256→64→32→16 (align_corners, ≥ 0.5) or "direct" from 256
+    student_bn_passes: int  # 4: student forward in training: 2 (clean, then augmented batch) or 1 concatenated pass
+    student_init: str  # 5: student convolutions; "xavier_normal" or PyTorch's default
+    holdout_fraction: float  # 6: share of normal training images held out (calibration, health check)
+    schedule: str  # 7: "epochs" (whole epochs, last partial batch kept, 2x for long categories) or "iterations"
+    texture_augmentation: bool  # 8: colour / geometry jitter of the anomaly-source texture
+    mask_rotation: str  # 9: Perlin noise rotation; "zero_fill" (empty masks allowed) or "reflect" (never empty)
+    foreground_table: str  # 10: where defects may be placed; the released MVTec AD table or rdexpert's
+    wrn_weights: str  # 11: WideResNet-50 ImageNet weights: torchvision's ("tv_in1k") or timm's default tag
+    precision: str  # 12: "fp32", or bf16 autocast on CUDA
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value not in CHOICES[f.name]:
+                raise ValueError(f"recipe choice {f.name}={value!r}: expected one of {CHOICES[f.name]}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def deviations(self) -> list[str]:
+        """The fields where this recipe differs from the released code."""
+        return [name for name, value in self.to_dict().items() if value != CHOICES[name][0]]
+
+
+REFERENCE = Recipe(**{name: values[0] for name, values in CHOICES.items()})
+
+# Deviations kept because bench/recipe.py measured them better beyond the seed spread (see README
+# "Reproducing the paper"); every other choice follows the released code. Rows 11 and 12 cannot be
+# measured without WideResNet weights / a GPU, so they follow it too (bf16 is an opt-in speed choice).
+IMPROVED = replace(
+    REFERENCE, map_align_corners=False, blur_border="mirror", mask_resize="direct", student_bn_passes=1,
+    student_init="default", holdout_fraction=0.1, schedule="iterations", texture_augmentation=True,
+    mask_rotation="reflect", foreground_table="rdexpert",
+)
+
+RECIPES = {"reference": REFERENCE, "improved": IMPROVED}
+
+
+def get_recipe(name: str, overrides: dict | None = None) -> Recipe:
+    """The named recipe with single choices switched (``overrides``: field -> value), checked."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(CHOICES))
+    if unknown:
+        raise ValueError(f"unknown recipe choice(s) {unknown}; known: {sorted(CHOICES)}")
+    return replace(RECIPES[name], **overrides)
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``["mask_resize=direct", "student_bn_passes=1"]`` (the CLI's ``--recipe-set``) -> typed overrides."""
+    overrides = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep or name not in CHOICES:
+            raise ValueError(f"--recipe-set expects NAME=VALUE with NAME one of {sorted(CHOICES)}, got {item!r}")
+        by_text = {str(v).lower(): v for v in CHOICES[name]}
+        if text.lower() not in by_text:
+            raise ValueError(f"--recipe-set {name}: expected one of {[str(v) for v in CHOICES[name]]}, got {text!r}")
+        overrides[name] = by_text[text.lower()]
+    return overrides

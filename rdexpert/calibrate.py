@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from .calibration import Calibration
-from .checkpoint import CheckpointInfo, load_checkpoint, update_config
-from .data import list_samples, load_image, resize_image, split_holdout
+from .checkpoint import CheckpointInfo, load_checkpoint, training_split, update_config
+from .data import load_image, resize_image
 from .health import HealthSet
 from .model import ExpertTeacherStudent
 from .recipe import get_recipe
@@ -55,16 +55,8 @@ def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, cat
     folder = Path(folder)
     model, config = load_checkpoint(folder)
     info = CheckpointInfo.from_config(config)
-    training, dataset = config.get("training", {}), config.get("dataset", {})
-    data_root = data_root or dataset.get("root") or training.get("data_root")
-    category = category if category is not None else dataset.get("category")
-    if not data_root or not Path(data_root).is_dir():
-        raise FileNotFoundError(f"data folder {data_root!r} not found; pass --data-root (the checkpoint's training data)")
-    normal = [s for s in list_samples(data_root, category, "train", layout=layout or dataset.get("layout", "auto"))
-              if s.label == 0]
-    if not normal:
-        raise ValueError(f"no normal training images for category {category!r} in {data_root}")
-    _, holdout = split_holdout(normal, float(training.get("holdout_fraction", 0.1)), seed=int(training.get("seed", 111)))
+    training = config.get("training", {})
+    train, holdout = training_split(config, data_root, category, layout)
     recipe = get_recipe(training.get("recipe", "improved"), training.get("recipe_set"))
     textures = textures or training.get("textures")
     if textures and not Path(textures).is_dir():
@@ -73,7 +65,7 @@ def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, cat
                                      augment_textures=recipe.texture_augmentation, mask_rotation=recipe.mask_rotation)
     device_ = resolve_device(device)
     model.to(device_).eval()
-    section = calibrate(model, holdout or normal, model.config.image_size, device_, synthesizer,
+    section = calibrate(model, holdout or train, model.config.image_size, device_, synthesizer,
                         source="held-out normal training images" if holdout else "the training images themselves: optimistic")
     if info.calibration.get("f1_threshold") is not None:
         section["f1_threshold"] = info.calibration["f1_threshold"]

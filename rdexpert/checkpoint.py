@@ -15,7 +15,9 @@ config.json sections:
 - ``input``: image size, colour order, value range and resize rule;
 - ``training`` (the run's settings: preset, seed, ...), ``dataset`` (root, category),
   ``calibration`` (:mod:`rdexpert.calibration`), ``metrics`` (written by
-  ``rdexpert test --save-metrics``), ``license`` (optional: id and attribution).
+  ``rdexpert test --save-metrics``), ``license`` (optional: id and attribution);
+- ``ood`` (optional): the out-of-distribution check stored in ``ood.safetensors``, with that
+  file's SHA-256 (:mod:`rdexpert.ood`); checkpoints without it have no such check.
 
 Checkpoints written before the ``backbone``/``input`` sections existed still
 load; they are checked by tensor shapes only.
@@ -32,6 +34,7 @@ import torch
 from . import __version__
 from .backbones import FEATURE_STRIDES
 from .checkpoint_format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, CheckpointError
+from .data import list_samples, split_holdout
 from .hub.resolve import resolve_checkpoint
 from .io import read_json, read_tensors, write_json, write_tensors
 from .model import ExpertTeacherStudent, ModelConfig
@@ -62,6 +65,7 @@ class CheckpointInfo:
     training: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)
     license: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)  # the out-of-distribution check (rdexpert.ood)
     rdexpert_version: str | None = None
 
     @classmethod
@@ -78,7 +82,7 @@ class CheckpointInfo:
             pretrained=backbone.get("pretrained", True), mean=backbone.get("mean"), std=backbone.get("std"),
             input_size=section("input").get("image_size"), calibration=section("calibration"),
             metrics=section("metrics"), training=section("training"), dataset=section("dataset"),
-            license=section("license"), rdexpert_version=config.get("rdexpert_version"),
+            license=section("license"), ood=section("ood"), rdexpert_version=config.get("rdexpert_version"),
         )
 
     @property
@@ -181,6 +185,23 @@ def record_metrics(folder: str | Path, setting: str, metrics: dict, f1_threshold
     return update_config(folder, **sections)
 
 
+def training_split(config: dict, data_root: str | Path | None = None, category: str | None = None,
+                   layout: str | None = None) -> tuple[list, list]:
+    """(train, held-out) normal samples of the run that wrote ``config``: the same listing, holdout fraction and
+    seed as the trainer's. ``data_root`` / ``category`` / ``layout`` default to what the checkpoint recorded."""
+    training, dataset = config.get("training") or {}, config.get("dataset") or {}
+    data_root = data_root or dataset.get("root") or training.get("data_root")
+    category = category if category is not None else dataset.get("category", training.get("category"))
+    if not data_root or not Path(data_root).is_dir():
+        raise FileNotFoundError(f"data folder {data_root!r} not found; pass --data-root (the checkpoint's "
+                                "training data)")
+    layout = layout or dataset.get("layout") or training.get("layout", "auto")
+    normal = [s for s in list_samples(data_root, category, "train", layout=layout) if s.label == 0]
+    if not normal:
+        raise ValueError(f"no normal training images for category {category!r} in {data_root}")
+    return split_holdout(normal, float(training.get("holdout_fraction", 0.1)), seed=int(training.get("seed", 111)))
+
+
 def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -268,3 +289,30 @@ def load_checkpoint(
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
     config["source"] = source
     return model.to(map_location).eval(), config
+
+
+def compact_checkpoint(source: str | Path, out: str | Path) -> Path:
+    """A copy of a local checkpoint folder with float16 weights: half the size (a Space or a Git repo
+    without LFS), upcast again when loaded. Every other file is copied as is; the config names the new
+    weights' hash and ``weights_dtype``."""
+    import shutil
+
+    source, out = Path(source), Path(out)
+    if source.resolve() == out.resolve():
+        raise ValueError("compact into another folder: the source keeps its full-precision weights")
+    config = read_config(source)
+    state = read_tensors(source / WEIGHTS_NAME)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.name in (WEIGHTS_NAME, CONFIG_NAME) or item.name.startswith("."):
+            continue
+        target = out / item.name
+        if item.is_dir():
+            shutil.copytree(item, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(item, target)
+    write_tensors(out / WEIGHTS_NAME, half, metadata={"format": "pt"})
+    config.update(weights_sha256=file_sha256(out / WEIGHTS_NAME), weights_dtype="float16")
+    write_json(out / CONFIG_NAME, config)
+    return out

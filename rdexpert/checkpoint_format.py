@@ -8,6 +8,7 @@ from __future__ import annotations
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+OOD_NAME = "ood.safetensors"  # the out-of-distribution statistic (rdexpert.ood), when fitted
 FORMAT = "rdexpert-checkpoint"
 FORMAT_VERSION = 1
 

@@ -159,6 +159,8 @@ def _predict(args) -> None:
     for file, name in items:
         names.setdefault(str(file), name)
     predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, threshold=args.threshold)
+    if args.no_ood:
+        predictor.ood = None
     rows, used, skipped, reported = [], set(), [], 0
 
     def report_skipped():
@@ -180,23 +182,78 @@ def _predict(args) -> None:
             picture = overlay(prediction.image, predictor.map_to_normalized(prediction.anomaly_map), 0.0, 1.0, 0.5)
             save_png(out / "overlays" / f"{name}.png", picture)
         rows.append([_display(prediction.path), f"{prediction.score:.6f}", f"{prediction.normalized_score:.4f}",
-                     prediction.label])
+                     prediction.label, *_ood_cells(prediction)])
     report_skipped()
     if not rows:
         raise ValueError(f"none of the {len(skipped)} input images could be read (see the warnings above); "
                          "nothing was written")
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(["file", "score", "normalized_score", "label"])
+    writer.writerow(["file", "score", "normalized_score", "label", "out_of_distribution", "ood_score"])
     writer.writerows(rows)
     atomic_write(out / "predictions.csv", lambda tmp: Path(tmp).write_text(text.getvalue(), encoding="utf-8"))
     flagged = sum(row[3] for row in rows)
     print(_display(f"{len(rows)} images, {flagged} anomalous (raw threshold {predictor.threshold:.4f}); "
                    f"predictions.csv{'' if args.no_overlays else ' and overlays/'} in {out}"))
+    if not args.no_ood:
+        _warn_out_of_distribution(predictor, [row[4] == 1 for row in rows])
     if skipped:
         shown = ", ".join(str(path) for path, _ in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         print(_display(f"rdexpert predict: warning: scored {len(rows)}, skipped {len(skipped)} unreadable: {shown}"),
               file=sys.stderr)
+
+
+def _ood_cells(prediction) -> tuple:
+    """(out_of_distribution 1/0, ood_score) for predictions.csv; both empty when the checkpoint has no check."""
+    if prediction.out_of_distribution is None:
+        return "", ""
+    return int(prediction.out_of_distribution), f"{prediction.ood_score:.3f}"
+
+
+def _warn_out_of_distribution(predictor, flags: list) -> None:
+    from .checkpoint import CheckpointInfo
+
+    product = CheckpointInfo.from_config(predictor.config).category or "the trained product"
+    if predictor.ood is None:
+        print(f"rdexpert predict: note: this checkpoint has no out-of-distribution check (columns left empty); "
+              "add one with `rdexpert fit-ood`", file=sys.stderr)
+    elif any(flags):
+        print(_display(f"rdexpert predict: warning: {sum(flags)} of {len(flags)} images do not look like {product} "
+                       "images the model was trained on (out_of_distribution=1): their verdicts are not meaningful"),
+              file=sys.stderr)
+
+
+def _fit_ood(args) -> None:
+    from .ood import fit_checkpoint_ood
+
+    _writable(args.checkpoint, "checkpoint folder (ood.safetensors and config.json are written)")
+    ood = fit_checkpoint_ood(args.checkpoint, args.data_root, args.device)
+    if ood is None:
+        raise ValueError("too few normal training images to fit the out-of-distribution check")
+    info = ood.info
+    print(f"out-of-distribution threshold {ood.threshold:.3f} ({info['rule']}; {info['source']}); fitted on "
+          f"{info['fitted_images']} images, {info['components']} of {info['features']} dimensions kept; "
+          f"written to {Path(args.checkpoint) / 'ood.safetensors'} and config.json")
+
+
+def _export_fp16(args) -> None:
+    import torch
+
+    from .checkpoint import compact_checkpoint, load_checkpoint
+    from .hub.resolve import resolve_checkpoint
+
+    _writable(args.out)
+    out = compact_checkpoint(resolve_checkpoint(args.checkpoint)[0], args.out)
+    size_mib = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
+    print(f"float16 checkpoint written to {out} ({size_mib:.1f} MiB in all)")
+    if args.no_verify:
+        return
+    (full, _), (half, _) = load_checkpoint(args.checkpoint), load_checkpoint(out)
+    images = torch.rand(2, 3, full.config.image_size, full.config.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = full(images).maps, half(images).maps
+    print(f"max |float16 - float32| on the anomaly map: {(a.fused - b.fused).abs().max().item():.2e} "
+          f"(maps reach {a.fused.max().item():.2f}); on the score: {(a.score - b.score).abs().max().item():.2e}")
 
 
 def _export(args) -> None:
@@ -205,6 +262,8 @@ def _export(args) -> None:
     from .checkpoint import load_checkpoint
     from .export import TOLERANCE, compare_with_onnxruntime, export_onnx
 
+    if args.format == "fp16":
+        return _export_fp16(args)
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / 'model.onnx'}")
     _writable(Path(args.out).parent)
@@ -295,13 +354,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threshold", type=_threshold, default="calibrated",
                          help="'calibrated' (normal images, default), 'f1' (stored by test --save-metrics) or a raw score")
     predict.add_argument("--no-overlays", action="store_true", help="write only predictions.csv")
+    predict.add_argument("--no-ood", action="store_true",
+                         help="skip the out-of-distribution check (its columns are left empty): with the teacher "
+                              "reference it costs one expert forward per image (bench/results/ood.md)")
     switches(predict)
     predict.set_defaults(run=_predict)
 
-    export = commands.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch with ONNX Runtime)")
+    export = commands.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch with ONNX Runtime), "
+                                                 "or as a float16 checkpoint folder (half the size)")
     export.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
-    export.add_argument("--format", default="onnx", choices=["onnx"])
-    export.add_argument("--out", required=True, help="output file, e.g. model.onnx")
+    export.add_argument("--format", default="onnx", choices=["onnx", "fp16"])
+    export.add_argument("--out", required=True, help="output file, e.g. model.onnx; for fp16 a folder")
     export.add_argument("--opset", type=int, default=17)
     export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
     switches(export)
@@ -316,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--textures", default=None, help="texture folder (default: the one it trained with)")
     calibrate.add_argument("--device", default="auto")
     calibrate.set_defaults(run=_calibrate)
+
+    fit_ood = commands.add_parser(
+        "fit-ood", help="add the out-of-distribution check to a checkpoint made before it existed (its training data)")
+    fit_ood.add_argument("--checkpoint", required=True, help="local checkpoint folder (ood.safetensors is added)")
+    fit_ood.add_argument("--data-root", default=None, help="its training data (default: the path it recorded)")
+    fit_ood.add_argument("--device", default="auto")
+    fit_ood.set_defaults(run=_fit_ood)
 
     push = commands.add_parser("push", help="publish a checkpoint as a category subfolder of a Hub model repo")
     push.add_argument("--checkpoint", required=True, help="local checkpoint folder")

@@ -5,7 +5,8 @@ batched, and run on CUDA with autocast when present, on the CPU otherwise. The
 inference-time switches of DESIGN.md §3.4 (reference teacher/expert, GII gate
 gated/open/closed) are arguments of :meth:`Predictor.predict`: no reload.
 Decisions and normalised scores come from the checkpoint's calibration
-(:mod:`rdexpert.calibration`).
+(:mod:`rdexpert.calibration`); whether an image looks like the trained product at
+all comes from its out-of-distribution check (:mod:`rdexpert.ood`), when it has one.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .calibration import Calibration
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import ImageLoadError, image_to_tensor, list_images, load_image, resize_image, to_rgb
 from .model import ExpertTeacherStudent
+from .ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
 from .runtime import resolve_device
 from .scoring import score_images
 
@@ -37,6 +39,9 @@ class Prediction:
     label: int  # 1 = anomalous (score >= threshold)
     anomaly_map: np.ndarray  # S x S float32, fused and blurred
     scale_maps: list[np.ndarray]  # [stride 4, stride 8, stride 16] maps, each S x S float32
+    # not the trained product at all (then the verdict above means nothing); None: the checkpoint has no such check
+    out_of_distribution: bool | None = None
+    ood_score: float | None = None  # out-of-distribution distance / its threshold: above 1 = out of distribution
 
 
 def _gather(inputs) -> tuple[list[tuple[str | None, object]], bool]:
@@ -69,7 +74,8 @@ class Predictor:
     ``threshold`` (here and in :meth:`from_pretrained`): None or "calibrated" uses
     the checkpoint's normal-image threshold, "f1" the F1-optimal one stored by
     ``rdexpert test --save-metrics``, a number that raw score. Setting
-    ``predictor.threshold`` later keeps the normalisation's lower anchor.
+    ``predictor.threshold`` later keeps the normalisation's lower anchor. ``ood``: the out-of-distribution
+    check (:func:`rdexpert.ood.load_ood`; :meth:`from_pretrained` loads the checkpoint's), None for none.
     """
 
     def __init__(
@@ -78,10 +84,12 @@ class Predictor:
         config: dict,
         device: str | torch.device = "auto",
         threshold: str | float | None = None,
+        ood: OutOfDistribution | None = None,
     ):
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.config = config
+        self.ood = ood
         try:
             calibration = Calibration.from_config(config)
         except ValueError as error:
@@ -103,7 +111,8 @@ class Predictor:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: threshold, pretrained_expert")
         device = resolve_device(device)
         model, config = load_checkpoint(ref, pretrained_expert=pretrained_expert, map_location=device)
-        return cls(model, config, device, threshold)
+        ood = load_ood(config["source"]["path"], config, dims=sum(model.expert.channels))
+        return cls(model, config, device, threshold, ood)
 
     # -- calibration ------------------------------------------------------------------------
     @property
@@ -129,8 +138,14 @@ class Predictor:
     # -- prediction -------------------------------------------------------------------------
     def _forward(self, images: list[np.ndarray], reference: str, gate: str):
         batch = torch.stack([image_to_tensor(image) for image in images])
-        (scored,) = score_images(self.model, [batch], self.device, reference, gate, scales=True)
-        return scored.maps, scored.scale_maps, scored.scores
+        reuse = self.ood is not None and expert_is_reference(self.model, reference)
+        (scored,) = score_images(self.model, [batch], self.device, reference, gate, scales=True,
+                                 pool_reference=pooled_features if reuse else None)
+        ood_scores = None
+        if self.ood is not None:  # the expert's features of the same forward, or one expert forward more
+            pooled = scored.pooled_reference if reuse else expert_pooled(self.model, batch, self.device)
+            ood_scores = self.ood.scores(pooled)
+        return scored.maps, scored.scale_maps, scored.scores, ood_scores
 
     def iter_predict(
         self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16,
@@ -180,9 +195,10 @@ class Predictor:
             chunk, images = self._load_chunk(items[start : start + batch_size], skipped)
             if not chunk:
                 continue
-            fused, scales, scores = self._forward(images, reference, gate)
+            fused, scales, scores, ood_scores = self._forward(images, reference, gate)
             for i, (path, _) in enumerate(chunk):
                 score = float(scores[i])
+                ood_score = None if ood_scores is None else float(ood_scores[i])
                 yield Prediction(
                     path=path,
                     image=images[i],
@@ -191,4 +207,6 @@ class Predictor:
                     label=self.calibration.label(score),
                     anomaly_map=fused[i].copy(),
                     scale_maps=[scales[i, k].copy() for k in range(scales.shape[1])],
+                    out_of_distribution=None if ood_score is None else ood_score > 1.0,
+                    ood_score=ood_score,
                 )

@@ -6,7 +6,7 @@ Every batch runs under ``torch.inference_mode`` and, on CUDA, bf16 autocast
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +26,7 @@ class ScoredBatch:
     scores: np.ndarray  # (B,) image scores (max of the fused map)
     maps: np.ndarray  # (B, S, S) fused, blurred anomaly maps
     scale_maps: np.ndarray | None = None  # (B, 3, S, S) per-scale maps, when asked for
+    pooled_reference: np.ndarray | None = None  # (B, D) ``pool_reference`` of the reference features, when asked for
 
 
 def sample_batches(samples: list, image_size: int, batch_size: int = 8) -> DataLoader:
@@ -40,22 +41,26 @@ def score_images(
     reference: str | None = None,
     gate: str = "gated",
     scales: bool = False,
+    pool_reference: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
 ) -> Iterator[ScoredBatch]:
     """Score each batch: a (B, 3, S, S) tensor in [0, 1], or a dict holding one under ``"image"``.
 
     ``reference`` and ``gate`` are the inference-time switches of DESIGN.md §3.4;
-    ``scales=True`` also returns the per-scale maps.
+    ``scales=True`` also returns the per-scale maps; ``pool_reference`` (e.g. :func:`rdexpert.ood.pooled_features`)
+    reduces the reference features of the same forward to one vector per image.
     """
     device = torch.device(device)
     for batch in batches:
         images = batch["image"] if isinstance(batch, dict) else batch
         with torch.inference_mode():  # left before yielding: the caller's code runs in its own grad mode
             with autocast(device, model.config.precision):
-                maps = model(images.to(device), reference=reference, gate=gate).maps
+                output = model(images.to(device), reference=reference, gate=gate)
+                maps = output.maps
             result = ScoredBatch(
                 batch=batch,
                 scores=maps.score.float().cpu().numpy(),
                 maps=maps.fused[:, 0].float().cpu().numpy(),
                 scale_maps=torch.cat(maps.scales, dim=1).float().cpu().numpy() if scales else None,
+                pooled_reference=pool_reference(output.reference).float().cpu().numpy() if pool_reference else None,
             )
         yield result

@@ -6,7 +6,8 @@ frozen for the step, the student learns to rebuild clean teacher and expert
 features from both the clean and the defective image.
 
 Only normal training images are used. A small held-out part of them calibrates
-the normal score range at the end; the test split never reaches this module.
+the normal score range at the end (and the out-of-distribution check, rdexpert.ood);
+the test split never reaches this module.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
 from .model import ExpertTeacherStudent, ModelConfig
+from .ood import fit_ood, save_ood
 from .recipe import LONG_SCHEDULE_CATEGORIES, Recipe, get_recipe
 from .runtime import autocast, resolve_device
 from .synthesis import AnomalySynthesizer, foreground_method_for
@@ -461,6 +463,7 @@ class Trainer:
         calibration = calibrate(model, holdout or dataset.samples, c.image_size, self.device, synthesizer,
                                 source="held-out normal training images" if holdout else
                                 "the training images themselves (too few to hold any out): optimistic")
+        ood = fit_ood(model, dataset.samples, holdout, c.image_size, self.device)
         write_json(self.out / "loss_history.json", history)
         plot_loss_history(history, self.out / "loss.png")
         save_checkpoint(
@@ -476,6 +479,7 @@ class Trainer:
             health={"final": final_health, "reason": reason,  # the choice itself is model.default_reference
                     "check_images": len(health_set), "synthetic_draws": c.health_draws,
                     "source": "held-out normal training images" if holdout else "training images"},
+            **({"ood": save_ood(ood, self.out)} if ood is not None else {}),  # its file before the config
         )
         shutil.rmtree(self.state_dir, ignore_errors=True)  # the finished checkpoint supersedes it
         return self.out

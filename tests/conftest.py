@@ -155,14 +155,16 @@ def put_in_cache(cache: Path, checkpoint: Path, repo_id: str = REPO, category: s
                  ref: str = "main") -> Path:
     """The standard Hugging Face cache layout: models--ORG--NAME/{refs/REF, snapshots/SHA/CATEGORY/...}."""
     from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+    from rdexpert.checkpoint_format import OOD_NAME
 
     repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / ref).write_text(sha)
     folder = repo / "snapshots" / sha / category
     folder.mkdir(parents=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        shutil.copyfile(checkpoint / name, folder / name)
+    for name in (CONFIG_NAME, WEIGHTS_NAME, OOD_NAME):
+        if (checkpoint / name).is_file():
+            shutil.copyfile(checkpoint / name, folder / name)
     return folder
 
 

@@ -21,7 +21,7 @@ LAYERS = [
                     "synthesis.*", "data.images"]),
     ("data", ["data", "data.layouts", "data.datasets", "viz"]),
     ("model", ["model.*"]),
-    ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health"]),
+    ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health", "ood"]),
     ("workflows", ["inference", "evaluate", "calibrate", "train", "export"]),
     ("interfaces", ["hub.publish", "cli", "app.*"]),
 ]

@@ -91,3 +91,23 @@ def test_weights_and_config_from_different_saves_are_refused(tiny_checkpoint, tm
     write_tensors(folder / WEIGHTS_NAME, tensors)
     with pytest.raises(CheckpointError, match="SHA-256 differs"):
         load_checkpoint(folder)
+
+
+def test_float16_export_halves_the_weights_and_scores_alike(tiny_checkpoint, tmp_path, capsys):
+    import torch
+
+    from rdexpert.cli import main
+
+    out = tmp_path / "half"
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "fp16", "--out", str(out)]) == 0
+    full_bytes, half_bytes = (tiny_checkpoint / WEIGHTS_NAME).stat().st_size, (out / WEIGHTS_NAME).stat().st_size
+    assert 0.45 < half_bytes / full_bytes < 0.55
+    assert read_config(out)["weights_dtype"] == "float16"
+    (full, _), (half, _) = load_checkpoint(tiny_checkpoint), load_checkpoint(out)  # the new hash is checked on load
+    assert all(p.dtype == torch.float32 for p in half.parameters())  # upcast when loaded
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = full(images).maps.score, half(images).maps.score
+    torch.testing.assert_close(a, b, rtol=2e-3, atol=2e-3)
+    assert main(["export", "--checkpoint", str(out), "--format", "fp16", "--out", str(out)]) != 0
+    assert "another folder" in capsys.readouterr().err

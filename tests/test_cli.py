@@ -222,8 +222,10 @@ def test_cli_train_on_one_image_warns_and_prints_a_runnable_next_command(mpdd_ro
                  "--health-every", "0"]) == 0
     captured = capsys.readouterr()
     warning = [line for line in captured.err.splitlines() if line.startswith("rdexpert train: warning:")]
-    assert len(warning) == 1 and "1 normal training image(s)" in warning[0] and "optimistic" in warning[0]
+    assert len(warning) == 2 and "1 normal training image(s)" in warning[0] and "optimistic" in warning[0]
+    assert "too few to fit the out-of-distribution check" in warning[1]  # one image: no spread to measure
     assert read_config(out)["calibration"]["source"].startswith("the training images themselves")
+    assert "ood" not in read_config(out)
     (next_line,) = [line for line in captured.out.splitlines() if line.startswith("next: ")]
     command = shlex.split(next_line.removeprefix("next: "))
     assert "None" not in command and "--category" not in command

@@ -18,6 +18,7 @@ from conftest import CATEGORY, REPO, SHA, put_in_cache
 from huggingface_hub import ModelCard
 
 from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, record_metrics, update_config
+from rdexpert.checkpoint_format import OOD_NAME
 from rdexpert.cli import main
 from rdexpert.hub import HubError, parse_reference, resolve_checkpoint
 from rdexpert.hub.publish import push_to_hub, stage_checkpoint
@@ -101,7 +102,7 @@ def publishable(tiny_checkpoint, tmp_path) -> Path:
 
 def test_staging_holds_exactly_what_a_category_folder_needs(publishable, tmp_path):
     staging = stage_checkpoint(publishable, tmp_path / "staging", REPO)
-    assert sorted(p.name for p in staging.iterdir()) == ["NOTICE", "README.md", CONFIG_NAME, WEIGHTS_NAME]
+    assert sorted(p.name for p in staging.iterdir()) == ["NOTICE", "README.md", CONFIG_NAME, WEIGHTS_NAME, OOD_NAME]
     assert (staging / WEIGHTS_NAME).read_bytes() == (publishable / WEIGHTS_NAME).read_bytes()
     card = ModelCard.load(staging / "README.md")  # huggingface_hub's own parser
     assert card.data.license == "cc-by-nc-sa-4.0" and "anomaly-detection" in card.data.tags

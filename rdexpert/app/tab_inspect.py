@@ -22,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, CheckpointInfo
 from ..data import ImageLoadError, load_image
 from . import views
 from .common import AppConfig, bind, examples_gallery, failure_message
@@ -49,6 +49,8 @@ class InspectItem:
     scale_maps: list[np.ndarray]
     score: float  # raw
     normalized_score: float  # calibrated
+    out_of_distribution: bool | None = None  # not the trained product at all; None: the checkpoint has no check
+    ood_score: float | None = None  # out-of-distribution distance / threshold
 
     @property
     def source(self) -> str | np.ndarray:
@@ -67,6 +69,7 @@ class InspectState:
     raw_threshold: float | None
     load_seconds: float | None  # set when this run loaded the model
     selected: int = 0
+    product: str | None = None  # the category the checkpoint was trained on, for the out-of-distribution warning
 
     @property
     def current(self) -> InspectItem:
@@ -122,6 +125,8 @@ def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
                 scale_maps=[np.asarray(m, np.float32) for m in p.scale_maps],
                 score=float(p.score),
                 normalized_score=float(p.normalized_score),
+                out_of_distribution=p.out_of_distribution,
+                ood_score=p.ood_score,
             )
         )
     return InspectState(
@@ -131,16 +136,23 @@ def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
         device=str(predictor.device),
         raw_threshold=float(predictor.threshold) if predictor.threshold is not None else None,
         load_seconds=None if was_loaded else registry.load_seconds(key),
+        product=CheckpointInfo.from_config(predictor.config).category,
     )
 
 
 def render_inspect(state: InspectState | None, threshold: float):
-    """(results gallery, input, fused overlay, 3 scale maps, verdict html, info markdown) from the state."""
+    """(results gallery, input, fused overlay, 3 scale maps, verdict html, info markdown) from the state.
+
+    An image the checkpoint's out-of-distribution check flags gets a warning above its verdict: the verdict
+    is about defects of the trained product, and this image is not that product.
+    """
     if state is None or not state.items:
         return (gr.Gallery(value=None, visible=False), None, None, None, None, None, "", "")
     gallery = []
     for item in state.items:
         verdict = "ANOMALOUS" if item.normalized_score >= threshold else "normal"
+        if item.out_of_distribution:
+            verdict = "NOT THE TRAINED PRODUCT"
         gallery.append(
             (
                 views.fused_overlay(item.image, item.normalized_map, threshold),
@@ -164,7 +176,8 @@ def render_inspect(state: InspectState | None, threshold: float):
         views.display(item.image),
         views.fused_overlay(item.image, item.normalized_map, threshold),
         *views.scale_overlays(item.image, item.scale_maps),
-        views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra),
+        (views.ood_warning_html(state.product, item.ood_score) if item.out_of_distribution else "")
+        + views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra),
         info,
     )
 

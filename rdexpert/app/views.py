@@ -132,6 +132,22 @@ def verdict_html(
     )
 
 
+def ood_warning_html(product: str | None, ood_score: float | None) -> str:
+    """The out-of-distribution warning: this image is not the trained product, so the verdict says nothing.
+
+    Worded apart from a defect verdict: "anomalous" means "this product, defective"; this means "not this
+    product at all" (rdexpert.ood).
+    """
+    product = html.escape(product or "the trained product")
+    how_far = "" if ood_score is None else f" (out-of-distribution score {ood_score:.1f}; above 1 = not the product)"
+    return (
+        f'<div class="rdx-ood" data-ood="true" style="border-left:4px solid #ef6c00;padding:6px 10px;'
+        f'background:#fff3e0;margin-bottom:6px"><b>Not what this model was trained on.</b> This does not look '
+        f"like a {product} image the model was trained on: the verdict below is not meaningful{how_far}. "
+        f"The model knows only {product}; inspect other products with a checkpoint trained on them.</div>"
+    )
+
+
 def message_html(text: str, kind: str = "error") -> str:
     colour = {"error": "#c62828", "warning": "#ef6c00", "info": "#1565c0", "ok": "#2e7d32"}[kind]
     return (

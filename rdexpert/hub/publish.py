@@ -16,6 +16,7 @@ from huggingface_hub import HfApi, is_offline_mode
 from .. import __version__
 from ..calibration import Calibration
 from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointInfo, read_config
+from ..checkpoint_format import OOD_NAME
 from ..metrics import metrics_table
 from .resolve import NAME, HubError
 
@@ -155,7 +156,8 @@ predictor = Predictor.from_pretrained("{repo_id}/<category>")
 def stage_checkpoint(
     checkpoint: str | Path, staging: str | Path, repo_id: str, category: str | None = None, license: str | None = None
 ) -> Path:
-    """Lay out what one category folder of the repo holds: config, weights, card, LICENSE/NOTICE; nothing else."""
+    """Lay out what one category folder of the repo holds: config, weights, the out-of-distribution check, card,
+    LICENSE/NOTICE; nothing else."""
     folder = Path(checkpoint)
     config = read_config(folder)
     if not (folder / WEIGHTS_NAME).is_file():
@@ -166,7 +168,7 @@ def stage_checkpoint(
     chosen = license_id(config, license)
     staging = Path(staging)
     staging.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME, *EXTRA_FILES):
+    for name in (CONFIG_NAME, WEIGHTS_NAME, OOD_NAME, *EXTRA_FILES):
         if (folder / name).is_file():
             shutil.copyfile(folder / name, staging / name)
     (staging / "README.md").write_text(model_card(config, repo_id, category, chosen))

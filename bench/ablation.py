@@ -4,7 +4,7 @@
     python bench/ablation.py --image-size 256 --iterations 800 # the full `cpu` preset (hours on 2 cores)
 
 Results go to bench/results/ablation_<dataset>_<category>.{md,json}, with the machine; mean ± std over
-seeds. Models are the final iterate: no selection on the test split. Runs are cached in bench/runs/ablation/.
+seeds. Models are the final iterate: no selection on the test split. Runs are cached in bench/runs/seeded/.
 """
 
 from __future__ import annotations
@@ -38,15 +38,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
 
-    work = HERE / "runs" / "ablation"
     jobs, keys = [], []
     for seed in args.seeds:
         for variant in args.variants:
-            out = work / f"{args.category}_{variant}_{args.recipe}_{args.image_size}px_{args.iterations}it_s{seed}"
             config = dict(data_root=args.data_root, category=args.category, variant=variant, preset="cpu",
                           iterations=args.iterations, image_size=args.image_size, textures=args.textures,
                           seed=seed, recipe=args.recipe)
-            jobs.append((str(out), config, None))
+            jobs.append((config, None))
             keys.append((variant, seed))
     rows: dict[str, list[dict]] = {}
     for (variant, seed), result in zip(keys, run_all(jobs, args.jobs)):

@@ -8,7 +8,7 @@ Scoring-only rows (1: map upsampling, 2: blur border) need no retraining: the re
 tested again with the choice switched. Rows that cannot differ on this machine or category are listed
 as such (10: metal_plate is outside the released foreground table, so both recipes use rdexpert's;
 11: no WideResNet-50 weights offline; 12: bf16 autocast only on CUDA). Final models, no test-set
-selection. Results: bench/results/recipe_<category>.{md,json}; runs cached in bench/runs/recipe/.
+selection. Results: bench/results/recipe_<category>.{md,json}; runs cached in bench/runs/seeded/.
 """
 
 from __future__ import annotations
@@ -52,18 +52,17 @@ def main() -> None:
 
     base = dict(data_root=args.data_root, category=args.category, textures=args.textures, preset="cpu",
                 iterations=args.iterations, image_size=args.image_size)
-    trained = {"reference": ("reference", None), "improved": ("improved", None)}
+    trained = {"reference": ("reference", None), "improved": ("improved", None),
+               "all deviations": ("reference", {name: DEVIATION[name] for name in ROWS if name not in NOT_MEASURABLE})}
     for name in ROWS:
         if name not in SCORING_ONLY and name not in NOT_MEASURABLE:
             trained[f"+{name}"] = ("reference", {name: DEVIATION[name]})
     rescore = {f"+{name}": {name: DEVIATION[name]} for name in SCORING_ONLY}
-    work = HERE / "runs" / "recipe"
     jobs, keys = [], []
     for seed in args.seeds:
         for label, (recipe, changes) in trained.items():
-            out = work / f"{args.category}_{label.strip('+')}_{args.image_size}px_{args.iterations}it_s{seed}"
             config = {**base, "seed": seed, "recipe": recipe, "recipe_set": changes}
-            jobs.append((str(out), config, rescore if label == "reference" else None))
+            jobs.append((config, rescore if label == "reference" else None))
             keys.append((label, seed))
     results = {}
     for (label, seed), result in zip(keys, run_all(jobs, args.jobs)):
@@ -102,6 +101,7 @@ def main() -> None:
 
     lines.append(row("reference", "— | `reference`"))
     lines.append(row("improved", "— | `improved` " + f"(deviations: {', '.join(IMPROVED.deviations()) or 'none'})"))
+    lines.append(row("all deviations", "— | reference + every measurable deviation (rdexpert's recipe before this bench)"))
     for index, name in enumerate(ROWS, 1):
         label = f"+{name}"
         change = f"{name}: {REFERENCE.to_dict()[name]} → {DEVIATION[name]}"

@@ -16,6 +16,16 @@ SHARED = HERE.parent.parent / "shared" / "data"
 METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"), ("pixel_ap", "pixel AP"))
 
 
+def run_folder(config: dict) -> Path:
+    """Where the run of ``config`` is cached: named by everything that sets it apart, so every bench that
+    trains the same configuration (e.g. `full` with the `improved` recipe) shares one run."""
+    changes = "".join(f"_{k}={v}" for k, v in sorted((config.get("recipe_set") or {}).items()))
+    textures = "" if config.get("textures") else "_procedural"
+    name = (f"{config['category']}_{config.get('variant', 'full')}_{config.get('recipe', 'improved')}{changes}{textures}"
+            f"_{config['image_size']}px_{config['iterations']}it_s{config['seed']}")
+    return HERE / "runs" / "seeded" / name
+
+
 def train_and_test(out: str, config: dict, rescore: dict | None = None) -> dict:
     """Train ``TrainConfig(**config, out=out)`` unless finished there, test it on the category's test split.
 
@@ -52,10 +62,10 @@ def train_and_test(out: str, config: dict, rescore: dict | None = None) -> dict:
     return result
 
 
-def run_all(jobs: list[tuple[str, dict, dict | None]], processes: int = 2) -> list[dict]:
-    """``train_and_test`` for every (out, config, rescore), ``processes`` at a time, in order."""
+def run_all(jobs: list[tuple[dict, dict | None]], processes: int = 2) -> list[dict]:
+    """``train_and_test`` for every (config, rescore) in its :func:`run_folder`, ``processes`` at a time, in order."""
     with ProcessPoolExecutor(processes) as pool:
-        return list(pool.map(train_and_test, *zip(*jobs)))
+        return list(pool.map(train_and_test, [str(run_folder(c)) for c, _ in jobs], *zip(*jobs)))
 
 
 def cell(values: list[float]) -> str:

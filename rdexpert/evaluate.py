@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,23 @@ def write_report(result: Evaluation, out: str | Path, name: str, threshold: floa
         kind = "defect" if result.labels[i] else "good"
         save_png(out / "overlays" / f"{kind}_{Path(result.paths[i]).stem}_score{result.scores[i]:.3f}.png", picture)
     return out
+
+
+_OVERLAY_NAME = re.compile(r"^(good|defect)_(.+)_score(-?\d+(?:\.\d+)?)$")
+
+
+def read_report_scores(out: str | Path) -> list[tuple[str, int, float]]:
+    """(image name, label, raw score) of the overlays :func:`write_report` saved, read back from their file names.
+
+    All a checkpoint keeps of its per-image test results, for places without the data (the app on a Space).
+    """
+    found = []
+    for path in sorted((Path(out) / "overlays").glob("*.png")):
+        match = _OVERLAY_NAME.match(path.stem)
+        if match:
+            kind, name, score = match.groups()
+            found.append((name, int(kind == "defect"), float(score)))
+    return found
 
 
 def evaluate_split(model, data_root, category, device="cpu", layout="auto", **kwargs) -> Evaluation:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rdexpert.model import VARIANTS, ExpertTeacherStudent, ModelConfig, compute_anomaly_maps
+from rdexpert.model import VARIANTS, ExpertTeacherStudent, ModelConfig, capture_gates, compute_anomaly_maps
 from rdexpert.model.gii import GuidedInjection
 
 
@@ -72,6 +72,30 @@ def test_gii_gate_controls_how_much_teacher_detail_flows_in():
     assert torch.allclose(s, -torch.ones_like(s))
     with pytest.raises(ValueError, match="gate"):
         gii(student, teacher, finer, "half")
+
+
+def test_captured_gate_is_the_cosine_of_student_and_teacher():
+    """capture_gates (the app's view of s) records what GII used: cos(S_3, T_3) per pixel, 1 when open."""
+    model = small("full")
+    images = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), capture_gates(model) as gates:
+        model(images)
+    assert sorted(gates) == ["decoder.gii2", "decoder.gii3"]
+    with torch.no_grad():
+        teacher = model.teacher(images)
+        s3 = model.decoder.stage3(model.ocbe(teacher))
+    t3 = teacher[2]
+    by_hand = (s3 * t3).sum(1) / (s3.norm(dim=1) * t3.norm(dim=1)).clamp_min(1e-8)
+    assert gates["decoder.gii3"].shape == (1, 1, *t3.shape[-2:])
+    assert torch.allclose(gates["decoder.gii3"][:, 0], by_hand, atol=1e-5)
+    with torch.no_grad(), capture_gates(model) as opened:
+        model(images, gate="open")
+    assert all(torch.equal(s, torch.ones_like(s)) for s in opened.values())
+    assert not any(m._forward_hooks for m in model.modules())  # the hooks are gone after the block
+    plain_rd = small("rd")  # no GII: nothing to record
+    with torch.no_grad(), capture_gates(plain_rd) as none:
+        plain_rd(images)
+    assert none == {}
 
 
 def test_plain_skip_has_no_gate():

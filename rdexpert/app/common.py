@@ -108,13 +108,12 @@ def bind(fn, *bound):
 
 def examples_gallery(cfg: AppConfig, label: str, elem_id: str, columns: int, height: int, **kwargs) -> gr.Gallery:
     """The example images as clickable thumbnails (Inspect and Ablations offer the same ones)."""
-    return gr.Gallery(
-        cfg.examples,
-        label=label,
-        columns=columns,
-        height=height,
-        allow_preview=False,
-        elem_id=elem_id,
-        object_fit="cover",
-        **kwargs,
-    )
+    return pictures_gallery(label, elem_id, columns, height, value=cfg.examples, object_fit="cover", fit_columns=True,
+                            **kwargs)
+
+
+def pictures_gallery(label: str, elem_id: str, columns: int, height: int, **kwargs) -> gr.Gallery:
+    """Pictures side by side, without a preview to click into; results are shown whole (not cropped)."""
+    kwargs.setdefault("fit_columns", False)
+    kwargs.setdefault("object_fit", "contain")
+    return gr.Gallery(label=label, columns=columns, height=height, allow_preview=False, elem_id=elem_id, **kwargs)

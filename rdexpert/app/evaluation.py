@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Sample, list_samples
+from ..io import read_json
 from .registry import Entry, public_text
 
 
@@ -69,10 +70,11 @@ class EvaluationView:
     normalized: np.ndarray
     labels: np.ndarray
     paths: list[str]
-    maps: np.ndarray
-    masks: np.ndarray
+    maps: np.ndarray | None  # None for stored results: no maps were kept
+    masks: np.ndarray | None
     seconds: float
     device: str
+    stored: bool = False  # read from the checkpoint's test report, not run here: rows name no file to open
 
     def table(self, threshold: float = 0.5) -> list[list]:
         """Rows sorted by score, highest first: file, truth, raw score, calibrated score, verdict, correct."""
@@ -94,6 +96,9 @@ class EvaluationView:
         return rows
 
     def ordered_paths(self) -> list[str]:
+        """The images in table order, for opening a row in Inspect; none for stored results (no files here)."""
+        if self.stored:
+            return []
         return [self.paths[i] for i in np.argsort(-self.scores, kind="mergesort")]
 
     def accuracy(self, threshold: float = 0.5) -> float:
@@ -122,4 +127,46 @@ def run_evaluation(key: str, entry: Entry, predictor, search: list[Path], progre
         masks=result.masks,
         seconds=result.seconds,
         device=str(predictor.device),
+    )
+
+
+STORED_LABEL = "stored results of the test split (no data folder found)"
+REPORT_FOLDER = "test"  # where `rdexpert train` tells `rdexpert test` to write its report
+
+
+def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
+    """What ``rdexpert test`` kept in the checkpoint's ``test/`` folder, for when the test images are not here.
+
+    The report holds the metrics of the whole split but the scores of only the images it drew overlays of;
+    None when the checkpoint has no report.
+    """
+    report = entry.folder / REPORT_FOLDER if entry.folder else None
+    if report is None or not (report / "metrics.json").is_file():
+        return None
+    from ..calibration import Calibration
+    from ..evaluate import read_report_scores
+
+    metrics = {k: float(v) for k, v in read_json(report / "metrics.json").items()
+               if isinstance(v, (int, float)) and np.isfinite(v)}
+    rows = read_report_scores(report)
+    scores = np.asarray([score for _, _, score in rows], dtype=np.float64)
+    normalize = Calibration.from_config(entry.config).normalize
+    images = entry.info.metrics.get(entry.info.default_setting, {}).get("images")
+    whole = f"all {images} test images" if images else "the whole test split"
+    return EvaluationView(
+        key=key,
+        description=(
+            f"**{STORED_LABEL}**: the metrics below are of {whole}; the histogram and table show the {len(rows)} "
+            "images `rdexpert test` drew overlays of (no ROC: that needs every image's score)"
+        ),
+        metrics=metrics,
+        scores=scores,
+        normalized=np.asarray([normalize(float(x)) for x in scores], dtype=np.float64),
+        labels=np.asarray([label for _, label, _ in rows], dtype=int),
+        paths=[name for name, _, _ in rows],
+        maps=None,
+        masks=None,
+        seconds=0.0,
+        device="",
+        stored=True,
     )

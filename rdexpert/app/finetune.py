@@ -97,6 +97,7 @@ class FineTuneJob:
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._step_clock: list[tuple[int, float]] = []  # (iteration, when it ended): first and latest only
 
     # -- control -------------------------------------------------------------------------------
     def start(self) -> "FineTuneJob":
@@ -123,10 +124,20 @@ class FineTuneJob:
             self._thread.join(timeout)
         return not self.running
 
+    def seconds_per_iteration(self) -> float | None:
+        """Measured: the mean time of the iterations since the first one ended (loading and the first step's
+        warm-up left out); None until two iterations have ended."""
+        if len(self._step_clock) < 2:
+            return None
+        (first, began), (latest, now) = self._step_clock
+        return (now - began) / (latest - first) if latest > first else None
+
     def snapshot(self) -> dict:
         with self._lock:
+            stopping = self._cancel.is_set() and self.finished is None and self.status not in ("cancelled", "failed")
             return {
-                "status": self.status,
+                "status": "cancelling" if stopping else self.status,
+                "seconds_per_iteration": self.seconds_per_iteration(),
                 "iteration": self.iteration,
                 "iterations": int(self.settings.iterations),
                 "history": {k: list(v) for k, v in self.history.items()},
@@ -144,6 +155,7 @@ class FineTuneJob:
         with self._lock:
             self.status = "training"
             self.iteration = iteration
+            self._step_clock = [*self._step_clock[:1], (iteration, time.perf_counter())]
             self.history["iteration"].append(iteration)
             for name, value in losses.items():
                 self.history.setdefault(name, []).append(float(value))

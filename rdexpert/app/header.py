@@ -79,7 +79,7 @@ def build(cfg: AppConfig) -> Header:
     """Title, banner and checkpoint picker (inside the page's Blocks)."""
     gr.Markdown(f"# {cfg.title}\n{INTRO}")
     banner_html = gr.HTML(banner(cfg.registry), elem_id="rdx-banner")
-    with gr.Row():
+    with gr.Row(elem_id="rdx-header-row"):
         checkpoint = gr.Dropdown(
             cfg.registry.choices(),
             value=first_choice(cfg.registry),

@@ -22,10 +22,11 @@ QUEUE_CONCURRENCY = 2
 
 def example_images(assets: Path) -> list[tuple[str, str]]:
     """Example images in ``assets``: ``good_*`` and ``defect_*`` PNGs, captioned by their label."""
-    out = []
+    out = []  # other PNGs there (the architecture diagram) are not examples
     for path in sorted(assets.glob("*.png"), key=lambda p: (not p.name.startswith("good"), p.name)):
-        label = "normal" if path.name.startswith("good") else "defective" if path.name.startswith("defect") else ""
-        out.append((str(path), f"{label}: {path.stem.split('_', 1)[-1]}" if label else path.stem))
+        if path.name.startswith(("good_", "defect_")):
+            label = "normal" if path.name.startswith("good") else "defective"
+            out.append((str(path), f"{label}: {path.stem.split('_', 1)[-1]}"))
     return out
 
 

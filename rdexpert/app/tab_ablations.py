@@ -14,9 +14,10 @@ from pathlib import Path
 import gradio as gr
 
 from ..checkpoint import CheckpointError
-from ..model import GATES, REFERENCES
+from ..model import GATES, REFERENCES, VARIANTS, capture_gates
 from . import views
-from .common import AppConfig, bind, examples_gallery, failure_message
+from .common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery
+from .diagram import DIAGRAM, DIAGRAM_CAPTION
 from .registry import ABLATION_VARIANTS, Entry, Registry, public_text
 from .sessions import Sessions
 from .tab_inspect import InspectState, read_image
@@ -49,22 +50,61 @@ def pixels(source):
     return read_image(source) if isinstance(source, (str, Path)) else source
 
 
-def one_panel(predictor, entry: Entry, source, reference: str, gate: str):
-    """(overlay, markdown) of one switch setting."""
+def run_setting(predictor, source, reference: str, gate: str):
+    """(prediction, calibrated map) of one switch setting."""
     p = predictor.predict(source, reference=reference, gate=gate)
-    nmap = predictor.map_to_normalized(p.anomaly_map)
+    return p, predictor.map_to_normalized(p.anomaly_map)
+
+
+def panel_text(entry: Entry, p, reference: str, gate: str, extra: str = "") -> str:
+    """Score, what the switch does, ``extra`` (the difference from the default), what to look at, stored metrics."""
     word = "anomalous" if p.normalized_score >= 0.5 else "normal"
-    text = (
-        f"**{reference} · {gate}** — calibrated score {p.normalized_score:.3f} ({word}), "
-        f"raw {p.score:.4f}.\n\n{views.SWITCH_TEXT[(reference, gate)]}"
-    )
-    stored = views.setting_metrics_line(entry.info.metrics, reference, gate)
-    if stored:
-        text += f"\n\n{stored}"
+    parts = [
+        f"**{reference} · {gate}** — calibrated score {p.normalized_score:.3f} ({word}), raw {p.score:.4f}.",
+        views.SWITCH_TEXT[(reference, gate)],
+        extra,
+        f"**What to look at:** {views.LOOK_AT[(reference, gate)]}",
+        views.setting_metrics_line(entry.info.metrics, reference, gate),
+    ]
     note = views.switch_note(entry.variant, reference, gate)
     if note:
-        text += f"\n\n_{note}_"
-    return views.fused_overlay(p.image, nmap, 0.5), text
+        parts.append(f"_{note}_")
+    return "\n\n".join(part for part in parts if part)
+
+
+def one_panel(predictor, entry: Entry, source, reference: str, gate: str):
+    """(overlay, markdown) of one switch setting."""
+    p, nmap = run_setting(predictor, source, reference, gate)
+    return views.fused_overlay(p.image, nmap, 0.5), panel_text(entry, p, reference, gate)
+
+
+def gate_gallery(gates: dict, image_size: int, entry: Entry):
+    """(gallery, markdown) of the captured GII gates, coarsest scale first; a sentence when the model has none."""
+    if not gates:
+        flags = VARIANTS.get(entry.variant)
+        skips = views.SKIP_TEXT[flags.skip] if flags else "no GII skips"
+        return None, f"Variant `{entry.variant}` has {skips} and so no GII gate: there is no s to show."
+    pictures = []
+    for s in sorted((t[0, 0].float().cpu().numpy() for t in gates.values()), key=lambda m: m.shape[-1]):
+        stride = round(image_size / s.shape[-1])
+        pictures.append((views.gate_picture(s), f"s at 1/{stride} (stride {stride}), mean {s.mean():.2f}"))
+    return pictures, views.GATE_TEXT
+
+
+def switch_panels(predictor, entry: Entry, image):
+    """The walkthrough's panels [(overlay, markdown)] and the gate gallery of the default setting.
+
+    The default runs once, with the gates captured; every other panel states its difference from it.
+    """
+    default = WALKTHROUGH[0]
+    with capture_gates(predictor.model) as gates:
+        p, default_map = run_setting(predictor, image, *default)
+    panels = [(views.fused_overlay(p.image, default_map, 0.5), panel_text(entry, p, *default))]
+    for reference, gate in WALKTHROUGH[1:]:
+        p, nmap = run_setting(predictor, image, reference, gate)
+        difference = views.difference_line(nmap, default_map)
+        panels.append((views.fused_overlay(p.image, nmap, 0.5), panel_text(entry, p, reference, gate, difference)))
+    return panels, gate_gallery(gates, predictor.image_size, entry)
 
 
 def variant_comparison(registry: Registry, entry: Entry, source):
@@ -92,8 +132,9 @@ def variant_comparison(registry: Registry, entry: Entry, source):
 
 
 def walkthrough(registry: Registry, key: str | None, state: InspectState | None, source):
-    """(message, 4 overlays, 4 texts, custom overlay, custom text, variants gallery, variants text)."""
-    blank = [None] * len(WALKTHROUGH) + [""] * len(WALKTHROUGH)
+    """(message, 4 overlays, 4 texts, gates gallery, gates text, custom overlay, custom text, variants gallery,
+    variants text)."""
+    blank = [None] * len(WALKTHROUGH) + [""] * len(WALKTHROUGH) + [None, ""]
     src = ablation_source(state, source)
     if not key or src is None:
         message = views.message_html("Pick an image: inspect one first, or click an example above.", "info")
@@ -102,7 +143,7 @@ def walkthrough(registry: Registry, key: str | None, state: InspectState | None,
         entry = registry.get(key)
         predictor = registry.predictor(key)
         image = pixels(src)
-        panels = [one_panel(predictor, entry, image, r, g) for r, g in WALKTHROUGH]
+        panels, (gates, gates_text) = switch_panels(predictor, entry, image)
         variants_gallery, variants_text = variant_comparison(registry, entry, image)
     except UploadError as error:
         return (views.message_html(str(error), "error"), *blank, None, "", None, "")
@@ -117,6 +158,8 @@ def walkthrough(registry: Registry, key: str | None, state: InspectState | None,
         views.message_html(f"Image: {name} · checkpoint: {key} (variant {entry.variant})", "info"),
         *[p[0] for p in panels],
         *[p[1] for p in panels],
+        gates,
+        gates_text,
         custom,
         custom_text,
         variants_gallery,
@@ -170,7 +213,10 @@ class AblationsTab:
 
 def build(cfg: AppConfig) -> AblationsTab:
     """The tab's components (inside ``gr.Tab``)."""
-    gr.Markdown(INTRO)
+    with gr.Row():
+        gr.Markdown(INTRO)
+        if DIAGRAM.is_file():
+            gr.Image(str(DIAGRAM), label=DIAGRAM_CAPTION, interactive=False, height=260, elem_id="rdx-abl-diagram")
     source = gr.State(None)
     with gr.Row():
         examples = examples_gallery(cfg, "Examples", "rdx-abl-examples", columns=6, height=130, scale=3)
@@ -189,6 +235,10 @@ def build(cfg: AppConfig) -> AblationsTab:
                     )
                 )
                 texts.append(gr.Markdown(elem_id=f"rdx-abl-text-{k}"))
+    gr.Markdown("### What the GII gate let through (teacher · gated)")
+    with gr.Row():
+        gates = pictures_gallery("GII gate s per decoder scale (0..1)", "rdx-abl-gates", columns=2, height=240)
+        gates_text = gr.Markdown(elem_id="rdx-abl-gates-text")
     gr.Markdown("### Try any combination")
     with gr.Row():
         with gr.Column(scale=1):
@@ -198,17 +248,11 @@ def build(cfg: AppConfig) -> AblationsTab:
             custom = gr.Image(label="Chosen combination", interactive=False, height=260, elem_id="rdx-abl-custom")
         custom_text = gr.Markdown(elem_id="rdx-abl-custom-text")
     gr.Markdown("### Trained variants of this category")
-    variants = gr.Gallery(
-        label="Variants (same image, each with its own calibration)",
-        columns=5,
-        height=280,
-        allow_preview=False,
-        elem_id="rdx-abl-variants",
-        fit_columns=False,
-        object_fit="contain",
+    variants = pictures_gallery(
+        "Variants (same image, each with its own calibration)", "rdx-abl-variants", columns=5, height=280
     )
     variants_text = gr.Markdown(elem_id="rdx-abl-variants-text")
-    outputs = [message, *images, *texts, custom, custom_text, variants, variants_text]
+    outputs = [message, *images, *texts, gates, gates_text, custom, custom_text, variants, variants_text]
     return AblationsTab(source, examples, run, reference, gate, outputs, [custom, custom_text])
 
 

@@ -16,7 +16,7 @@ import gradio as gr
 from ..checkpoint import CheckpointError
 from . import views
 from .common import AppConfig, bind, failure_message
-from .evaluation import TABLE_HEADERS, EvaluationView, NoTestSplit, run_evaluation
+from .evaluation import TABLE_HEADERS, EvaluationView, NoTestSplit, run_evaluation, stored_evaluation
 from .registry import Registry, public_text
 from .sessions import Sessions
 from .tab_inspect import OUTPUT_COUNT, inspect
@@ -34,10 +34,15 @@ CACHED_EVALUATIONS = 3
 
 
 def evaluate_checkpoint(
-    registry: Registry, cache: OrderedDict[tuple, EvaluationView], search_roots: list[Path], key: str | None
+    registry: Registry,
+    cache: OrderedDict[tuple, EvaluationView],
+    search_roots: list[Path],
+    key: str | None,
+    progress: bool = False,
 ):
     """(summary markdown, ROC figure, histogram figure, table rows, image paths in table order).
 
+    Without the test images on this machine, the checkpoint's stored test report stands in (labelled so).
     The cache is keyed by the name and where the checkpoint is: two sessions' fine-tunes may share a name.
     """
     nothing = (None, None, None, [])
@@ -48,7 +53,12 @@ def evaluate_checkpoint(
         cache_key = (key, entry.source, entry.ref)
         view = cache.get(cache_key)
         if view is None:
-            view = run_evaluation(key, entry, registry.predictor(key), search_roots)
+            try:
+                view = run_evaluation(key, entry, registry.predictor(key), search_roots, progress=progress)
+            except NoTestSplit:
+                view = stored_evaluation(key, entry)
+                if view is None:
+                    raise
             cache[cache_key] = view
             while len(cache) > CACHED_EVALUATIONS:
                 cache.popitem(last=False)
@@ -57,13 +67,15 @@ def evaluate_checkpoint(
     except Exception as error:
         log.exception("evaluation of %r failed", key)
         return (f"**Cannot evaluate** `{key}`: {failure_message(error)}", *nothing)
+    table = views.metrics_markdown({key: view.metrics})
+    hist = views.histogram_figure(view.normalized, view.labels)
+    if view.stored:
+        return f"**{key}**: {view.description}.\n\n{table}", None, hist, view.table(), view.ordered_paths()
     summary = (
         f"**{key}** on the {view.description}. {len(view.paths)} images in {view.seconds:.1f} s on {view.device}; "
-        f"accuracy at the calibrated threshold: {100 * view.accuracy():.1f}%.\n\n"
-        + views.metrics_markdown({key: view.metrics})
+        f"accuracy at the calibrated threshold: {100 * view.accuracy():.1f}%.\n\n" + table
     )
     roc = views.roc_figure(view.scores, view.labels, view.maps, view.masks, view.metrics)
-    hist = views.histogram_figure(view.normalized, view.labels)
     return summary, roc, hist, view.table(), view.ordered_paths()
 
 
@@ -73,8 +85,10 @@ def evaluate_selected(
     search_roots: list[Path],
     key: str | None,
     request: gr.Request | None = None,
+    progress=gr.Progress(track_tqdm=True),  # noqa: B008 (gradio reads it from the default)
 ):
-    return evaluate_checkpoint(sessions.registry_for(request), cache, search_roots, key)
+    """The evaluation, with the network's progress bar (tqdm over batches) shown in the page."""
+    return evaluate_checkpoint(sessions.registry_for(request), cache, search_roots, key, progress=True)
 
 
 def open_row(registry: Registry, key, paths: list[str], threshold: float, evt: gr.SelectData):

@@ -17,6 +17,7 @@ import shutil
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -122,6 +123,13 @@ def offer_download(archive) -> str | None:
         return None
 
 
+def progress_line(snap: dict) -> str:
+    """:func:`views.progress_html` of a job's snapshot."""
+    return views.progress_html(
+        snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"], snap["seconds_per_iteration"]
+    )
+
+
 def finetune(
     cfg: AppConfig,
     normal,
@@ -191,7 +199,7 @@ def finetune(
             plot = gr.skip()
             if time.perf_counter() - last_plot > PLOT_SECONDS and snap["history"]["iteration"]:
                 plot, last_plot = views.loss_figure(snap["history"]), time.perf_counter()
-            progress = views.progress_html(snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"])
+            progress = progress_line(snap)
             yield (progress + f'<div class="rdx-small">{about}</div>', plot, gr.skip(), gr.skip())
             time.sleep(POLL_SECONDS)
     finally:
@@ -200,7 +208,7 @@ def finetune(
         session.touch()
     snap = job.snapshot()
     plot = views.loss_figure(snap["history"]) if snap["history"]["iteration"] else None
-    progress = views.progress_html(snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"])
+    progress = progress_line(snap)
     if job.status == "cancelled":
         message = views.message_html(f"Cancelled at iteration {snap['iteration']}. {about}", "warning")
         yield (progress + message, plot, "", None)
@@ -238,24 +246,42 @@ class FineTuneTab:
     start: gr.Button
     cancel: gr.Button
     outputs: list  # status, plot, metrics, download: what finetune() yields
+    uploads: list  # (file input, its count) per upload
 
     @property
     def base(self) -> gr.Dropdown:
         return self.inputs[3]
 
 
-def _files(label: str, elem_id: str) -> gr.File:
-    return gr.File(label=label, file_count="multiple", file_types=["image", ".zip"], elem_id=elem_id)
+def upload_summary(files) -> str:
+    """"12 files, 3.4 MB": what an upload's long file list collapses to on a phone (CSS in ui.py hides the list)."""
+    if not files:
+        return ""
+    paths = [Path(f) for f in files]
+    megabytes = sum(p.stat().st_size for p in paths if p.is_file()) / 1e6
+    size = f"{megabytes:.1f} MB" if megabytes >= 1 else f"{1000 * megabytes:.0f} kB"
+    return f"{len(paths)} file{'' if len(paths) == 1 else 's'}, {size}"
+
+
+def _files(label: str, elem_id: str) -> tuple[gr.File, gr.Markdown]:
+    """An upload and, under it, its file count."""
+    with gr.Column(min_width=200):
+        files = gr.File(label=label, file_count="multiple", file_types=["image", ".zip"], elem_id=elem_id)
+        count = gr.Markdown(elem_id=f"{elem_id}-count", elem_classes="rdx-small")
+    return files, count
 
 
 def build(cfg: AppConfig) -> FineTuneTab:
     """The tab's components (inside ``gr.Tab``)."""
     fl = cfg.finetune_limits
     gr.Markdown(intro(cfg))
-    with gr.Row():
-        normal = _files("Normal images or one .zip", "rdx-ft-normal")
-        defect = _files("Defective images (optional)", "rdx-ft-defect")
-        masks = _files("Masks of the defective images (optional)", "rdx-ft-masks")
+    with gr.Row(elem_id="rdx-ft-uploads"):
+        uploads = [
+            _files("Normal images or one .zip", "rdx-ft-normal"),
+            _files("Defective images (optional)", "rdx-ft-defect"),
+            _files("Masks of the defective images (optional)", "rdx-ft-masks"),
+        ]
+    (normal, _), (defect, _), (masks, _) = uploads
     with gr.Row():
         base = gr.Dropdown(
             [PRETRAINED_CHOICE] + cfg.registry.choices(),
@@ -286,7 +312,7 @@ def build(cfg: AppConfig) -> FineTuneTab:
     metrics = gr.Markdown(elem_id="rdx-ft-metrics")
     download = gr.File(label="Checkpoint folder (zip)", interactive=False, elem_id="rdx-ft-download")
     inputs = [normal, defect, masks, base, variant, size, iterations, name]
-    return FineTuneTab(inputs, start, stop, [status, plot, metrics, download])
+    return FineTuneTab(inputs, start, stop, [status, plot, metrics, download], uploads)
 
 
 def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
@@ -304,3 +330,5 @@ def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
         bind(finetune_done, cfg.sessions), outputs=[checkpoint, tab.base], queue=False, api_visibility="private"
     )
     tab.cancel.click(bind(cancel, cfg.sessions), outputs=tab.outputs[0], queue=False, api_visibility="private")
+    for files, count in tab.uploads:
+        files.change(upload_summary, files, count, queue=False, api_visibility="private")

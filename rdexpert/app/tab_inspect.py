@@ -275,8 +275,8 @@ class InspectTab:
 
 def build(cfg: AppConfig, state: gr.State) -> InspectTab:
     """The tab's components (inside ``gr.Tab``); ``state`` holds the :class:`InspectState`."""
-    with gr.Row():
-        with gr.Column(scale=1):
+    with gr.Row(elem_id="rdx-inspect-row"):  # on a phone the CSS in ui.py puts the verdict and map first
+        with gr.Column(scale=1, elem_id="rdx-inspect-controls"):
             files = gr.File(
                 label=f"Images (one or several, up to {MAX_INSPECT_IMAGES}; each at most "
                 f"{int(MAX_INSPECT_PIXELS**0.5)}x{int(MAX_INSPECT_PIXELS**0.5)} pixels)",
@@ -299,9 +299,9 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
                 "without running the network again.",
                 elem_id="rdx-threshold",
             )
-        with gr.Column(scale=2):
+        with gr.Column(scale=2, elem_id="rdx-inspect-results"):
             verdict = gr.HTML(elem_id="rdx-verdict")
-            with gr.Row():
+            with gr.Row(elem_id="rdx-inspect-pictures"):
                 input_image = gr.Image(
                     label="Input (as the model sees it)", interactive=False, elem_id="rdx-input", height=300
                 )
@@ -311,7 +311,7 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
                     elem_id="rdx-fused",
                     height=300,
                 )
-            with gr.Row():
+            with gr.Row(elem_id="rdx-inspect-scales"):
                 scale_images = [
                     gr.Image(label=f"Scale {name}", interactive=False, height=200, elem_id=f"rdx-scale-{k}")
                     for k, name in enumerate(views.SCALE_NAMES)

@@ -28,6 +28,18 @@ CSS = """
 .rdx-verdict {padding: 4px 0}
 #rdx-examples .thumbnail-item, #rdx-abl-examples .thumbnail-item {min-width: 96px}
 .rdx-small {font-size: 0.9em; color: #555}
+/* a long gallery caption is shown whole while pointed at (gradio cuts it with an ellipsis) */
+.thumbnail-item:hover .caption-label, .thumbnail-item:focus .caption-label {
+  white-space: normal; overflow-wrap: anywhere; max-width: 100%; opacity: 0.95}
+/* phones: Inspect's two columns become one list, verdict and maps before the examples and the threshold */
+@media (max-width: 720px) {
+  #rdx-inspect-row {flex-direction: column}
+  #rdx-inspect-controls, #rdx-inspect-results {display: contents}
+  #rdx-inspect-controls > :has(#rdx-threshold), #rdx-inspect-controls > #rdx-threshold {order: 1}
+  #rdx-inspect-controls > :has(#rdx-examples), #rdx-inspect-controls > #rdx-examples {order: 2}
+  #rdx-header-row, #rdx-inspect-pictures, #rdx-inspect-scales {flex-direction: column}  /* labels not cut */
+  #rdx-ft-uploads .file-preview-holder {display: none}  /* the file count under each upload stands in */
+}
 """
 
 

@@ -31,6 +31,26 @@ SWITCH_TEXT = {
     ("expert", "closed"): "Expert reference with the gate closed: both switches away from the default at once.",
 }
 
+# What the eye should check in each panel, against the default map.
+LOOK_AT = {
+    ("teacher", "gated"): "the defect should be one compact hot region while normal texture stays cool; the "
+    "other panels are compared with this map.",
+    ("expert", "gated"): "is the defect fainter or more smeared than in the default? That loss of contrast is what "
+    "training the teacher bought.",
+    ("teacher", "open"): "the defect itself: with all teacher detail injected it cools down (the anomaly leaks "
+    "through the skip), so the difference sits on the defect.",
+    ("teacher", "closed"): "the normal background and edges: without teacher detail they warm up (false "
+    "positives), so the difference is spread over normal texture.",
+    ("expert", "open"): "both effects at once; compare with the single-switch panels.",
+    ("expert", "closed"): "both effects at once; compare with the single-switch panels.",
+}
+
+GATE_TEXT = (
+    "**The GII gate s at each gated decoder scale.** s is the per-pixel cosine similarity between the student's "
+    "decoded feature and the teacher's feature at that scale; where s is high (normal content) the teacher's "
+    "detail is injected, where it is low (a defect) it is held back. Colours: yellow s = 1, dark blue s ≤ 0."
+)
+
 SKIP_TEXT = {"none": "no skips", "gated": "gated GII skips", "plain": "plain (ungated) skips"}
 
 
@@ -96,6 +116,22 @@ def scale_overlays(image: np.ndarray, scale_maps: list[np.ndarray]) -> list[np.n
     return [overlay(image, m, 0.0, max(top, 1e-6), None) for m in scale_maps]
 
 
+def gate_picture(s: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """The gate s (a coarse H x W grid), colour-mapped on 0..1 and enlarged with visible cells."""
+    picture = heatmap(s, 0.0, 1.0, "viridis")
+    scale = max(1, size // max(s.shape))
+    return cv2.resize(picture, (s.shape[1] * scale, s.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+
+
+def difference_line(normalized_map: np.ndarray, default_map: np.ndarray) -> str:
+    """How far a switch moved the map from the default: mean and max of |map − default|, in calibrated units."""
+    diff = np.abs(np.asarray(normalized_map, np.float32) - np.asarray(default_map, np.float32))
+    return (
+        f"Difference from the default map (|this − teacher · gated|, calibrated units, threshold 0.5): "
+        f"mean **{diff.mean():.3f}**, max **{diff.max():.3f}**."
+    )
+
+
 def colorbar(width: int = 256, height: int = 14) -> np.ndarray:
     ramp = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))
     return heatmap(ramp, 0.0, 1.0)
@@ -156,9 +192,15 @@ def message_html(text: str, kind: str = "error") -> str:
     )
 
 
-def progress_html(iteration: int, total: int, status: str, elapsed: float) -> str:
-    rate = elapsed / iteration if iteration else None
-    eta = f" · about {rate * (total - iteration):.0f} s left" if rate and iteration < total else ""
+def progress_html(
+    iteration: int, total: int, status: str, elapsed: float, seconds_per_iteration: float | None = None
+) -> str:
+    """The progress bar and line; the time left is the measured seconds per iteration × the iterations left,
+    and is said only while training (not once cancelled, failed or done)."""
+    rate = seconds_per_iteration
+    eta = ""
+    if status == "training" and iteration < total:
+        eta = f" · about {rate * (total - iteration):.0f} s left" if rate else " · measuring the speed"
     speed = f" · {rate:.2f} s/iteration" if rate else ""
     return (
         f'<div class="rdx-progress" data-status="{html.escape(status)}">'

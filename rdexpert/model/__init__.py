@@ -2,7 +2,7 @@
 
 from .anomaly_map import AnomalyMaps, compute_anomaly_maps
 from .ets import REFERENCES, VARIANTS, ETSOutput, ExpertTeacherStudent, ModelConfig, Variant
-from .gii import GATES
+from .gii import GATES, capture_gates
 
 __all__ = [
     "AnomalyMaps",
@@ -13,5 +13,6 @@ __all__ = [
     "REFERENCES",
     "VARIANTS",
     "Variant",
+    "capture_gates",
     "compute_anomaly_maps",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,3 +59,36 @@ class GuidedInjection(nn.Module):
         if gate == "closed":
             return torch.zeros_like(student[:, :1])
         raise ValueError(f"unknown GII gate {gate!r}; choose one of {GATES}")
+
+
+@contextmanager
+def capture_gates(model: nn.Module):
+    """Record the gate ``s`` of every gated GII module during the forwards inside the block.
+
+    Yields ``{module name: s}`` (B x 1 x H x W, filled as the forwards run), so the app
+    can show what GII let through without a second copy of the decoder; a forward hook
+    recomputes ``s`` from the module's own inputs with :meth:`GuidedInjection.similarity`.
+    Only this thread's forwards are recorded: the app's model is shared by concurrent requests.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
+
+    def recorder(name: str):
+        def record(module, args, kwargs, output):
+            if threading.get_ident() != owner:
+                return
+            gate = args[3] if len(args) > 3 else kwargs.get("gate", "gated")
+            captured[name] = module.similarity(args[0], args[1], gate).detach()
+
+        return record
+
+    handles = [
+        module.register_forward_hook(recorder(name), with_kwargs=True)
+        for name, module in model.named_modules()
+        if isinstance(module, GuidedInjection) and not module.plain
+    ]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()

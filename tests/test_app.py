@@ -1228,3 +1228,23 @@ def test_page_on_a_narrow_screen_shows_the_verdict_before_the_controls(page, app
         _wait_text(phone, "#rdx-ft-normal-count", "6 files")
         assert not phone.locator("#rdx-ft-normal .file-preview-holder").is_visible()
         _shot(phone, "finetune_narrow_400px")
+
+
+def test_shipped_variants_are_compared_like_with_like():
+    """The shipped 128-px ablation checkpoints (one budget) are what the Ablations tab compares, not the
+    256-px demo `full` beside them; the text names the shared budget."""
+    from rdexpert.app.tab_ablations import variant_comparison
+
+    shipped = sorted(p for p in (ROOT / "checkpoints").glob("metal_plate_*_128px") if (p / "config.json").is_file())
+    if len(shipped) < 4:
+        pytest.skip("the shipped ablation checkpoints are not here")
+    registry = Registry(device="cpu")
+    registry.scan(ROOT / "checkpoints", source="shipped")
+    found = registry.variants("metal_plate")
+    assert list(found) == ["rd", "rd_expert", "rd_gii", "full"]
+    assert {e.info.training["image_size"] for e in found.values()} == {128}
+    demo = next(e for e in registry.entries.values() if e.info.training.get("image_size") == 256)
+    image = np.asarray(Image.open(sorted((MPDD / "metal_plate" / "test" / "defect").glob("*.png"))[0]).convert("RGB"))
+    gallery, text = variant_comparison(registry, demo, image)
+    assert len(gallery) == 4 and "same budget" in text and "128 px, 200 iterations" in text
+    assert all(p.stat().st_size <= 10 * 2**20 for d in shipped for p in [d / "model.safetensors"])

@@ -260,16 +260,25 @@ class Registry:
                 raise KeyError(f"unknown checkpoint {key!r}")
             return self.entries[key]
 
-    def variants(self, category: str | None) -> dict[str, Entry]:
-        """The first loaded checkpoint of each ablation variant for ``category`` (shipped ones first)."""
-        out: dict[str, Entry] = self.parent.variants(category) if self.parent is not None else {}
-        if category is None:
-            return out
+    def _candidates(self, category: str) -> list[Entry]:
+        """Loaded checkpoints of ``category`` that are ablation variants (the parent's, shipped ones, first)."""
+        out = self.parent._candidates(category) if self.parent is not None else []
         with self._lock:
-            for entry in self.entries.values():
-                if entry.ok and entry.category == category and entry.variant in ABLATION_VARIANTS:
-                    out.setdefault(entry.variant, entry)
-        return {v: out[v] for v in ABLATION_VARIANTS if v in out}
+            return out + [e for e in self.entries.values()
+                          if e.ok and e.category == category and e.variant in ABLATION_VARIANTS]
+
+    def variants(self, category: str | None) -> dict[str, Entry]:
+        """One checkpoint of each ablation variant for ``category``, all trained with the same budget (backbone,
+        image size, iterations), so the comparison is like with like: the budget with the most variants wins."""
+        if category is None:
+            return {}
+        groups: dict[tuple, dict[str, Entry]] = {}
+        for entry in self._candidates(category):
+            t = entry.info.training
+            budget = (t.get("backbone"), t.get("image_size"), t.get("iterations"))
+            groups.setdefault(budget, {}).setdefault(entry.variant, entry)
+        best = max(groups.values(), key=len, default={})
+        return {v: best[v] for v in ABLATION_VARIANTS if v in best}
 
     def all_messages(self) -> list[str]:
         """The parent's messages, then this registry's."""

@@ -126,8 +126,12 @@ def variant_comparison(registry: Registry, entry: Entry, source):
         text = views.variant_text(variant)
         gallery.append((views.fused_overlay(p.image, nmap, 0.5), f"{variant}: {p.normalized_score:.2f} — {text}"))
         rows[f"`{variant}` ({text})"] = e.metrics
+    t = next(iter(found.values())).info.training
+    budget = f"`{t.get('backbone', '?')}`, {t.get('image_size', '?')} px, {t.get('iterations', '?')} iterations"
     return gallery, (
-        "Stored test metrics of each variant (%, from its config.json):\n\n" + views.metrics_markdown(rows, "variant")
+        f"Stored test metrics of each variant (%, from its config.json), all trained with the same budget ({budget}; "
+        "one seed: differences of about a point are seed noise, see the README's 3-seed ablation):\n\n"
+        + views.metrics_markdown(rows, "variant")
     )
 
 

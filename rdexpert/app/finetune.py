@@ -26,6 +26,7 @@ from pathlib import Path
 from ..checkpoint import CheckpointInfo, read_config, record_metrics, update_config
 from ..data import Sample, folder_samples, list_samples, split_holdout
 from ..model import VARIANTS
+from ..train_config import PRESETS
 from .registry import ABLATION_VARIANTS, public_text
 from .uploads import UploadedDataset
 
@@ -40,10 +41,10 @@ VARIANT_CHOICES = (*reversed(ABLATION_VARIANTS), *(v for v in VARIANTS if v not 
 class FineTuneLimits:
     """The training budget the app allows (stated in the page)."""
 
-    default_iterations: int = 150
+    default_iterations: int = PRESETS["quick"]["iterations"]  # the `quick` preset: minutes on a CPU Space
     min_iterations: int = 1
     max_iterations: int = 2000
-    default_image_size: int = 256
+    default_image_size: int = PRESETS["quick"]["image_size"]
     max_batch_size: int = 8
 
 
@@ -56,8 +57,8 @@ class FineTuneSettings:
     name: str
     variant: str = "full"
     backbone: str | None = None
-    image_size: int = 256
-    iterations: int = 150
+    image_size: int = PRESETS["quick"]["image_size"]
+    iterations: int = PRESETS["quick"]["iterations"]
     batch_size: int | None = None
     device: str = "auto"
     textures: str | None = None
@@ -174,7 +175,7 @@ class FineTuneJob:
             layout="folder",
             out=str(self.out),
             variant=s.variant,
-            preset="cpu",
+            preset="quick",
             backbone=s.backbone,
             image_size=int(s.image_size),
             iterations=int(s.iterations),

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from machine import machine_info, machine_line  # noqa: E402
+from machine import machine_line, save_results  # noqa: E402
 from seeded_runs import METRICS, SHARED, cell, run_all  # noqa: E402
 
 from rdexpert.model import VARIANTS  # noqa: E402
@@ -67,12 +67,8 @@ def main() -> None:
         cells = [cell([r[key] for r in runs]) for key, _ in METRICS]
         minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
         lines.append(f"| {variant} | " + " | ".join(cells) + f" | {minutes:.1f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    stem = f"ablation_{Path(args.data_root).name}_{args.category}"
-    (HERE / "results" / f"{stem}.md").write_text(table)
-    (HERE / "results" / f"{stem}.json").write_text(json.dumps(
-        {"args": vars(args), "machine": machine_info(), "rows": rows}, indent=1))
+    save_results(f"ablation_{Path(args.data_root).name}_{args.category}", "\n".join(lines) + "\n",
+                 args=vars(args), rows=rows)
 
 
 if __name__ == "__main__":

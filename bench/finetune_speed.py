@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from machine import machine_info, machine_line  # noqa: E402
+from machine import machine_line, save_results  # noqa: E402
 from seeded_runs import SHARED, cell  # noqa: E402
 
 METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO@0.3"))
@@ -96,11 +96,7 @@ def main() -> None:
         spread = statistics.stdev(minutes) if len(minutes) > 1 else 0.0
         lines.append(f"| {preset} | {len(runs)} | {statistics.fmean(minutes):.1f} ± {spread:.1f} | "
                      + " | ".join(cell([r[k] for r in runs]) for k, _ in METRICS) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (HERE / "results" / "finetune_speed.md").write_text(text)
-    (HERE / "results" / "finetune_speed.json").write_text(json.dumps(
-        {"args": vars(args), "machine": machine_info(), "results": results}, indent=1))
+    save_results("finetune_speed", "\n".join(lines) + "\n", args=vars(args), results=results)
     plot(results, HERE / "results" / "finetune_speed.png")
 
 

@@ -35,3 +35,15 @@ def machine_line() -> str:
     m = machine_info()
     gpu = f", GPU {m['gpu']}" if m["gpu"] else ", no GPU"
     return f"{m['cpu']}, {m['cores']} cores, {m.get('memory_gib', '?')} GiB{gpu}; torch {m['torch']}"
+
+
+def save_results(stem: str, text: str, **payload) -> None:
+    """Print the table and store it as bench/results/<stem>.md, with ``payload`` and the machine in <stem>.json."""
+    import json
+    from pathlib import Path
+
+    print(text)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{stem}.md").write_text(text)
+    (results / f"{stem}.json").write_text(json.dumps({**payload, "machine": machine_info()}, indent=1))

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from machine import machine_info, machine_line  # noqa: E402
+from machine import machine_line, save_results  # noqa: E402
 from seeded_runs import METRICS, SHARED, cell, run_all  # noqa: E402
 
 from rdexpert.recipe import CHOICES, IMPROVED, REFERENCE  # noqa: E402
@@ -109,12 +109,7 @@ def main() -> None:
             lines.append(row(label, f"{index} | reference + {change}"))
         else:
             lines.append(f"| {index} | {change} | " + NOT_MEASURABLE[name] + " |" + " |" * (len(METRICS) - 1))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"recipe_{args.category}.md").write_text(text)
-    (HERE / "results" / f"recipe_{args.category}.json").write_text(json.dumps(
-        {"args": vars(args), "machine": machine_info(), "results": results}, indent=1))
+    save_results(f"recipe_{args.category}", "\n".join(lines) + "\n", args=vars(args), results=results)
 
 
 if __name__ == "__main__":

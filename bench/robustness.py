@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from machine import machine_info, machine_line  # noqa: E402
+from machine import machine_line, save_results  # noqa: E402
 from robustness_data import CONDITIONS, SHARED, build_dtd, build_metal  # noqa: E402
 
 ROWS = ("metal_plate_dtd", *CONDITIONS, "dtd_banded_cracked", "dtd_bubbly_cracked")
@@ -180,11 +180,7 @@ def main() -> None:
     text += ("\nThe same trained-teacher models scored against each reference (the test split only judges "
              "the choice the health check made on held-out normal images + synthetic defects):\n\n")
     text += reference_table(results)
-    print(text)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{args.name}.md").write_text(text)
-    (HERE / "results" / f"{args.name}.json").write_text(json.dumps(
-        {"args": vars(args), "machine": machine_info(), "results": results}, indent=1))
+    save_results(args.name, text, args=vars(args), results=results)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def test_presets_and_bad_settings():
     paper = TrainConfig(data_root=".", category=None, out=".", preset="paper")
     assert (paper.backbone, paper.image_size, paper.batch_size, paper.iterations) == ("wide_resnet50_2.tv_in1k", 256, 16, 5000)
     assert TrainConfig(data_root=".", category=None, out=".", iterations=7).iterations == 7
-    assert set(PRESETS) == {"paper", "cpu"}
+    assert set(PRESETS) == {"paper", "cpu", "quick"}
     with pytest.raises(ValueError, match="preset"):
         TrainConfig(data_root=".", category=None, out=".", preset="huge")
     with pytest.raises(ValueError, match="variant"):

@@ -42,6 +42,9 @@ class Prediction:
     # not the trained product at all (then the verdict above means nothing); None: the checkpoint has no such check
     out_of_distribution: bool | None = None
     ood_score: float | None = None  # out-of-distribution distance / its threshold: above 1 = out of distribution
+    # (height, width) of the image as given: the network sees it squashed to S x S, pictures of the result are
+    # drawn back at this aspect ratio (None: unknown)
+    original_size: tuple[int, int] | None = None
 
 
 def _gather(inputs) -> tuple[list[tuple[str | None, object]], bool]:
@@ -173,8 +176,8 @@ class Predictor:
         predictions = list(self._predict_items(items, reference, gate, batch_size, None if single else skipped))
         return predictions[0] if single else predictions
 
-    def _load_chunk(self, chunk, skipped: list | None) -> tuple[list, list[np.ndarray]]:
-        kept, images = [], []
+    def _load_chunk(self, chunk, skipped: list | None) -> tuple[list, list[np.ndarray], list[tuple[int, int]]]:
+        kept, images, sizes = [], [], []
         for path, source in chunk:
             try:
                 image = _load(source)
@@ -184,15 +187,16 @@ class Predictor:
                 skipped.append((path, error))
                 continue
             kept.append((path, source))
+            sizes.append(tuple(image.shape[:2]))
             images.append(resize_image(image, self.image_size))
-        return kept, images
+        return kept, images, sizes
 
     def _predict_items(self, items, reference: str, gate: str, batch_size: int,
                        skipped: list | None = None) -> Iterator[Prediction]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(items), batch_size):
-            chunk, images = self._load_chunk(items[start : start + batch_size], skipped)
+            chunk, images, sizes = self._load_chunk(items[start : start + batch_size], skipped)
             if not chunk:
                 continue
             fused, scales, scores, ood_scores = self._forward(images, reference, gate)
@@ -209,4 +213,5 @@ class Predictor:
                     scale_maps=[scales[i, k].copy() for k in range(scales.shape[1])],
                     out_of_distribution=None if ood_score is None else ood_score > 1.0,
                     ood_score=ood_score,
+                    original_size=sizes[i],
                 )

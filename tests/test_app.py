@@ -437,6 +437,21 @@ def test_inspect_handler_returns_a_verdict_and_the_redraw_reuses_it(app_registry
     assert "defect_train_00066.png" in rest[-1]
 
 
+def test_inspect_draws_a_non_square_image_at_its_own_aspect_ratio(app_registry, tmp_path):
+    """The network sees a square, but the picture, the map and the scale maps are shown 4:3 as uploaded."""
+    from rdexpert.app.header import first_choice
+    from rdexpert.app.tab_inspect import inspect
+
+    wide = tmp_path / "wide.png"
+    Image.open(ROOT / "assets" / "defect_train_00066.png").convert("RGB").resize((400, 300)).save(wide)
+    state, gallery, picture, fused, *scales, verdict, info, message = inspect(
+        app_registry, first_choice(app_registry), [str(wide)], 0.5)
+    item = state.items[0]
+    assert item.original_size == (300, 400) and item.image.shape[0] == item.image.shape[1]  # the network's input
+    for shown in (picture, fused, *scales):
+        assert shown.shape[1] / shown.shape[0] == pytest.approx(4 / 3, abs=0.02)
+
+
 def test_inspect_handler_refusals_are_messages(tmp_path):
     from rdexpert.app.tab_inspect import MAX_INSPECT_IMAGES, inspect
 

@@ -75,7 +75,7 @@ def panel_text(entry: Entry, p, reference: str, gate: str, extra: str = "") -> s
 def one_panel(predictor, entry: Entry, source, reference: str, gate: str):
     """(overlay, markdown) of one switch setting."""
     p, nmap = run_setting(predictor, source, reference, gate)
-    return views.fused_overlay(p.image, nmap, 0.5), panel_text(entry, p, reference, gate)
+    return views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5), panel_text(entry, p, reference, gate)
 
 
 def gate_gallery(gates: dict, image_size: int, entry: Entry):
@@ -99,11 +99,11 @@ def switch_panels(predictor, entry: Entry, image):
     default = WALKTHROUGH[0]
     with capture_gates(predictor.model) as gates:
         p, default_map = run_setting(predictor, image, *default)
-    panels = [(views.fused_overlay(p.image, default_map, 0.5), panel_text(entry, p, *default))]
+    panels = [(views.fused_overlay(views.at_aspect(p.image, p.original_size), default_map, 0.5), panel_text(entry, p, *default))]
     for reference, gate in WALKTHROUGH[1:]:
         p, nmap = run_setting(predictor, image, reference, gate)
         difference = views.difference_line(nmap, default_map)
-        panels.append((views.fused_overlay(p.image, nmap, 0.5), panel_text(entry, p, reference, gate, difference)))
+        panels.append((views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5), panel_text(entry, p, reference, gate, difference)))
     return panels, gate_gallery(gates, predictor.image_size, entry)
 
 
@@ -124,7 +124,7 @@ def variant_comparison(registry: Registry, entry: Entry, source):
         p = predictor.predict(source)
         nmap = predictor.map_to_normalized(p.anomaly_map)
         text = views.variant_text(variant)
-        gallery.append((views.fused_overlay(p.image, nmap, 0.5), f"{variant}: {p.normalized_score:.2f} — {text}"))
+        gallery.append((views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5), f"{variant}: {p.normalized_score:.2f} — {text}"))
         rows[f"`{variant}` ({text})"] = e.metrics
     t = next(iter(found.values())).info.training
     budget = f"`{t.get('backbone', '?')}`, {t.get('image_size', '?')} px, {t.get('iterations', '?')} iterations"

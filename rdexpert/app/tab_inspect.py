@@ -51,7 +51,12 @@ class InspectItem:
     normalized_score: float  # calibrated
     out_of_distribution: bool | None = None  # not the trained product at all; None: the checkpoint has no check
     ood_score: float | None = None  # out-of-distribution distance / threshold
+    original_size: tuple[int, int] | None = None  # (height, width) as uploaded: pictures are drawn at this aspect
 
+    @property
+    def picture(self) -> np.ndarray:
+        """The input as the page shows it: at its own aspect ratio, not the network's square."""
+        return views.at_aspect(self.image, self.original_size)
     @property
     def source(self) -> str | np.ndarray:
         """What to run the network on again (another checkpoint, the ablations)."""
@@ -127,6 +132,7 @@ def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
                 normalized_score=float(p.normalized_score),
                 out_of_distribution=p.out_of_distribution,
                 ood_score=p.ood_score,
+                original_size=p.original_size,
             )
         )
     return InspectState(
@@ -155,7 +161,7 @@ def render_inspect(state: InspectState | None, threshold: float):
             verdict = "NOT THE TRAINED PRODUCT"
         gallery.append(
             (
-                views.fused_overlay(item.image, item.normalized_map, threshold),
+                views.fused_overlay(item.picture, item.normalized_map, threshold),
                 f"{item.name}: {item.normalized_score:.2f} {verdict}",
             )
         )
@@ -173,9 +179,9 @@ def render_inspect(state: InspectState | None, threshold: float):
     )
     return (
         gr.Gallery(value=gallery, visible=n > 1),
-        views.display(item.image),
-        views.fused_overlay(item.image, item.normalized_map, threshold),
-        *views.scale_overlays(item.image, item.scale_maps),
+        views.display(item.picture),
+        views.fused_overlay(item.picture, item.normalized_map, threshold),
+        *views.scale_overlays(item.picture, item.scale_maps),
         (views.ood_warning_html(state.product, item.ood_score) if item.out_of_distribution else "")
         + views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra),
         info,

@@ -94,13 +94,26 @@ def display(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
     return cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_LINEAR)
 
 
-def _upsample(image: np.ndarray, maps: list[np.ndarray], size: int = DISPLAY_SIZE):
+def at_aspect(image: np.ndarray, original_size: tuple[int, int] | None) -> np.ndarray:
+    """The network's square input stretched back to the aspect ratio of the image as given, so a 4:3 part
+    is shown as 4:3 and not squashed (None: leave it square)."""
+    if not original_size:
+        return image
+    oh, ow = original_size
     h, w = image.shape[:2]
-    if max(h, w) >= size:
-        return image, maps
+    side = max(h, w)
+    target = (side, max(1, round(side * oh / ow))) if ow >= oh else (max(1, round(side * ow / oh)), side)
+    if target == (w, h):
+        return image
+    return cv2.resize(image, target, interpolation=cv2.INTER_AREA if target[0] * target[1] < w * h else cv2.INTER_LINEAR)
+
+
+def _upsample(image: np.ndarray, maps: list[np.ndarray], size: int = DISPLAY_SIZE):
+    """The picture enlarged for display, and the maps resized to match it (whatever their own shape)."""
     big = display(image, size)
     hw = big.shape[1], big.shape[0]
-    return big, [cv2.resize(m.astype(np.float32), hw, interpolation=cv2.INTER_LINEAR) for m in maps]
+    return big, [m if m.shape[:2] == big.shape[:2] else cv2.resize(m.astype(np.float32), hw, interpolation=cv2.INTER_LINEAR)
+                 for m in maps]
 
 
 def fused_overlay(image: np.ndarray, normalized_map: np.ndarray, threshold: float) -> np.ndarray:

@@ -2,6 +2,7 @@
 
     python bench/latency.py                 # 256 px, batch 1 and 16, Lite0 and wide_resnet50_2
     python bench/latency.py --reps 5        # more repetitions
+    python bench/latency.py --device cuda --precision bf16 --batches 1 64 --out bench/results/latency_cuda_bf16
 
 Random weights (timing does not depend on them). The peer is anomalib's
 ReverseDistillation torch model (plain RD) with the same backbone, measured in
@@ -64,18 +65,25 @@ def anomalib_version() -> str | None:
         return None
 
 
-def interleaved_milliseconds(runs: dict, batch: int, size: int, reps: int) -> dict:
+def interleaved_milliseconds(runs: dict, batch: int, size: int, reps: int, device: torch.device = torch.device("cpu"),
+                             precision: str = "fp32") -> dict:
     """Median ms per image of each run; repetitions go round-robin over the runs, after one warm-up call each,
-    so a load change on a shared machine hits every model alike and the ratios stay fair."""
-    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    so a load change on a shared machine hits every model alike and the ratios stay fair. On CUDA every call is
+    synchronised, and ``precision="bf16"`` runs it under bf16 autocast."""
+    from rdexpert.runtime import autocast
+
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = {key: [] for key in runs}
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(device, precision):
         for run in runs.values():
             run(images)
+        sync()
         for _ in range(reps):
             for key, run in runs.items():
                 began = time.perf_counter()
                 run(images)
+                sync()
                 times[key].append(time.perf_counter() - began)
     return {key: 1000 * statistics.median(t) / batch for key, t in times.items()}
 
@@ -87,8 +95,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per cell")
     parser.add_argument("--reps-large", type=int, default=2, help="repetitions for wide_resnet50_2 at batch > 1")
     parser.add_argument("--out", default=str(HERE / "results" / "latency"))
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast (CUDA only)")
     args = parser.parse_args()
     size = args.image_size
+    device = torch.device(args.device)
     load_before = os.getloadavg()
 
     cases = [  # (backbone, label, builder); ours first, then the peer with the same backbone
@@ -107,11 +118,12 @@ def main() -> None:
                 notes.append(f"{label} / {backbone}: skipped: {why_not}")
                 print(notes[-1], flush=True)
             else:
+                built[0].to(device)
                 runs[label] = built[1]
         group = {label: {"backbone": backbone, "model": label} for label in runs}
         for batch in args.batches:
             reps = args.reps_large if backbone == "wide_resnet50_2" and batch > 1 else args.reps
-            for label, ms in interleaved_milliseconds(runs, batch, size, reps).items():
+            for label, ms in interleaved_milliseconds(runs, batch, size, reps, device, args.precision).items():
                 group[label][f"batch_{batch}_ms"] = ms
                 group[label][f"batch_{batch}_reps"] = reps
         for row in group.values():
@@ -133,7 +145,7 @@ def main() -> None:
     lines = [
         f"# Inference latency, {size} px, full forward (features, student, maps, score)",
         "",
-        f"Machine: {machine_line()}; {torch.get_num_threads()} torch threads; "
+        f"Machine: {machine_line()}; device {args.device}, {args.precision}; {torch.get_num_threads()} torch threads; "
         f"load average before the run {load_before[0]:.2f} (other work shares these cores).",
         f"Command: `{' '.join(['python bench/latency.py', *sys.argv[1:]])}`. Random weights; median of the "
         "timed repetitions after one warm-up, round-robin over the models of a backbone (reps per cell in "

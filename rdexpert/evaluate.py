@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import list_samples, load_image, resize_image
-from .io import write_json
+from .io import atomic_write, write_json
 from .metrics import compute_metrics, metrics_table
 from .model import ExpertTeacherStudent
 from .scoring import sample_batches, score_images
@@ -74,10 +74,14 @@ def evaluate(
 
 
 def write_report(result: Evaluation, out: str | Path, name: str, threshold: float | None, overlays: int = 6) -> Path:
-    """metrics.json, metrics.md and overlay PNGs for the highest-scoring and a few normal images."""
+    """metrics.json, metrics.md, scores.csv (every image's label and raw score: enough to redraw the image ROC and
+    histogram without the images) and overlay PNGs for the highest-scoring and a few normal images."""
     out = Path(out)
     write_json(out / "metrics.json", {k: float(v) for k, v in result.metrics.items()})
     (out / "metrics.md").write_text(metrics_table({name: result.metrics}))
+    rows = "".join(f"{_csv_name(p)},{int(label)},{float(score):.6f}\n"
+                   for p, label, score in zip(result.paths, result.labels, result.scores))
+    atomic_write(out / SCORES_NAME, lambda tmp: Path(tmp).write_text("image,label,score\n" + rows, encoding="utf-8"))
     vmin, vmax = float(np.percentile(result.maps, 1)), float(np.percentile(result.maps, 99.9))
     order = np.argsort(-result.scores)
     defective = [i for i in order if result.labels[i] == 1][: overlays - overlays // 3]
@@ -95,13 +99,25 @@ def write_report(result: Evaluation, out: str | Path, name: str, threshold: floa
 
 
 _OVERLAY_NAME = re.compile(r"^(good|defect)_(.+)_score(-?\d+(?:\.\d+)?)$")
+SCORES_NAME = "scores.csv"
+
+
+def _csv_name(path) -> str:
+    """The image as ``<parent folder>/<file>`` (e.g. ``defect/000.png``), commas and newlines made harmless."""
+    name = "/".join(Path(path).parts[-2:])
+    return name.replace(",", "_").replace("\n", "_")
 
 
 def read_report_scores(out: str | Path) -> list[tuple[str, int, float]]:
-    """(image name, label, raw score) of the overlays :func:`write_report` saved, read back from their file names.
+    """(image name, label, raw score) of every test image :func:`write_report` scored (``scores.csv``), or, for a
+    report written before that file existed, of the images it drew overlays of (read from their file names).
 
     All a checkpoint keeps of its per-image test results, for places without the data (the app on a Space).
     """
+    table = Path(out) / SCORES_NAME
+    if table.is_file():
+        lines = table.read_text(encoding="utf-8").splitlines()[1:]
+        return [(name, int(label), float(score)) for name, label, score in (line.rsplit(",", 2) for line in lines if line)]
     found = []
     for path in sorted((Path(out) / "overlays").glob("*.png")):
         match = _OVERLAY_NAME.match(path.stem)

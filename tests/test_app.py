@@ -527,14 +527,27 @@ def test_evaluate_falls_back_to_the_stored_test_report(app_registry, monkeypatch
     key = _without_data(monkeypatch, app_registry, tmp_path)
     summary, roc, hist, rows, paths = evaluate_checkpoint(app_registry, collections.OrderedDict(), [], key)
     assert STORED_LABEL in summary and "all 107 test images" in summary and "I-AUROC" in summary
-    assert roc is None and paths == []  # no ROC from a handful of scores; no file to open in Inspect
-    stored = sorted((DEMO / "test" / "overlays").glob("*.png"))
-    assert len(rows) == len(stored) and rows[0][2] == "defective" and rows[-1][2] == "normal"
+    assert paths == []  # no file to open in Inspect
+    # every image's stored score (test/scores.csv): all 107 rows, and the image ROC drawn from them
+    assert len(rows) == 107 and rows[0][2] == "defective" and rows[-1][2] == "normal"
+    assert roc is not None and "image" in roc.data[0].name
     assert [row[3] for row in rows] == sorted((row[3] for row in rows), reverse=True)
     assert {trace.name.split(" ")[0] for trace in hist.data} == {"normal", "defective"}
     plain_rd = next(k for k in app_registry.choices() if app_registry.get(k).variant == "rd")
     monkeypatch.setitem(app_registry.get(plain_rd).config["dataset"], "root", str(tmp_path / "no_such_data"))
     assert "Cannot evaluate" in evaluate_checkpoint(app_registry, collections.OrderedDict(), [], plain_rd)[0]
+
+
+def test_a_report_without_every_score_falls_back_to_the_overlay_names(tmp_path):
+    """Reports written before scores.csv existed still give the scores their overlay file names carry."""
+    from rdexpert.evaluate import read_report_scores
+
+    (tmp_path / "overlays").mkdir()
+    for name in ("defect_test_00026_score2.619.png", "good_test_00003_score1.402.png", "notes.png"):
+        (tmp_path / "overlays" / name).write_bytes(b"")
+    assert read_report_scores(tmp_path) == [("test_00026", 1, 2.619), ("test_00003", 0, 1.402)]
+    (tmp_path / "scores.csv").write_text("image,label,score\ngood/a,b.png,0,1.5\n")  # a comma in a name stays
+    assert read_report_scores(tmp_path) == [("good/a,b.png", 0, 1.5)]
 
 
 def test_architecture_diagram_is_regenerated(tmp_path):

@@ -59,6 +59,10 @@ def test_cli_test_saves_metrics_and_f1_threshold(tiny_checkpoint, tiny_data, tmp
             "--out", str(tmp_path / "report"), "--device", "cpu"]
     assert main(args) == 0
     assert "metrics" not in read_config(folder)  # only when asked
+    from rdexpert.evaluate import read_report_scores
+
+    stored = read_report_scores(tmp_path / "report")  # every image's score, for places without the data
+    assert len(stored) == 4 and sorted(label for _, label, _ in stored) == [0, 0, 1, 1]
     assert main(args + ["--save-metrics"]) == 0
     assert main(args + ["--save-metrics", "--gate", "open"]) == 0
     config = read_config(folder)

@@ -75,6 +75,7 @@ class EvaluationView:
     seconds: float
     device: str
     stored: bool = False  # read from the checkpoint's test report, not run here: rows name no file to open
+    every_score: bool = True  # False for an old stored report: the overlays' scores only (no ROC from those)
 
     def table(self, threshold: float = 0.5) -> list[list]:
         """Rows sorted by score, highest first: file, truth, raw score, calibrated score, verdict, correct."""
@@ -144,7 +145,7 @@ def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
     if report is None or not (report / "metrics.json").is_file():
         return None
     from ..calibration import Calibration
-    from ..evaluate import read_report_scores
+    from ..evaluate import SCORES_NAME, read_report_scores
 
     metrics = {k: float(v) for k, v in read_json(report / "metrics.json").items()
                if isinstance(v, (int, float)) and np.isfinite(v)}
@@ -153,12 +154,15 @@ def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
     normalize = Calibration.from_config(entry.config).normalize
     images = entry.info.metrics.get(entry.info.default_setting, {}).get("images")
     whole = f"all {images} test images" if images else "the whole test split"
+    every_score = (report / SCORES_NAME).is_file()
+    if every_score:
+        shown = f"the histogram, table and image ROC show every image's stored score ({len(rows)})"
+    else:
+        shown = (f"the histogram and table show the {len(rows)} images `rdexpert test` drew overlays of "
+                 "(no ROC: that needs every image's score; re-run `rdexpert test` to store them)")
     return EvaluationView(
         key=key,
-        description=(
-            f"**{STORED_LABEL}**: the metrics below are of {whole}; the histogram and table show the {len(rows)} "
-            "images `rdexpert test` drew overlays of (no ROC: that needs every image's score)"
-        ),
+        description=f"**{STORED_LABEL}**: the metrics below are of {whole}; {shown}",
         metrics=metrics,
         scores=scores,
         normalized=np.asarray([normalize(float(x)) for x in scores], dtype=np.float64),
@@ -169,4 +173,5 @@ def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
         seconds=0.0,
         device="",
         stored=True,
+        every_score=every_score,
     )

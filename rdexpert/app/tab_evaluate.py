@@ -69,8 +69,9 @@ def evaluate_checkpoint(
         return (f"**Cannot evaluate** `{key}`: {failure_message(error)}", *nothing)
     table = views.metrics_markdown({key: view.metrics})
     hist = views.histogram_figure(view.normalized, view.labels)
-    if view.stored:
-        return f"**{key}**: {view.description}.\n\n{table}", None, hist, view.table(), view.ordered_paths()
+    if view.stored:  # an image ROC when every score was stored (no pixel ROC: no maps are kept)
+        roc = views.roc_figure(view.scores, view.labels, None, None, view.metrics) if view.every_score else None
+        return f"**{key}**: {view.description}.\n\n{table}", roc, hist, view.table(), view.ordered_paths()
     summary = (
         f"**{key}** on the {view.description}. {len(view.paths)} images in {view.seconds:.1f} s on {view.device}; "
         f"accuracy at the calibrated threshold: {100 * view.accuracy():.1f}%.\n\n" + table

@@ -1,0 +1,108 @@
+"""Browser latency of one Inspect request (issue 11): from the person's action to the verdict on screen.
+
+    python bench/inspect_latency.py              # 12 timed uploads and 12 example clicks, demo checkpoint
+
+The app runs in this process on a free localhost port with the shipped checkpoints; Debian's Chromium
+(through Playwright) does what a person does: upload a file (each time under a new name, so no cache
+answers) and press Inspect, or click an example. Timed: from the action to the moment the page shows
+that image's name in the Inspect info panel (the verdict, maps and info arrive in one update). The page is
+reloaded before each upload, untimed, so the upload box holds one file.
+Results: bench/results/inspect_latency.{md,json}, with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from load import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from machine import machine_line, save_results  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=12)
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    from rdexpert.app.server import build_app, launch, parse_args
+
+    work = Path(tempfile.mkdtemp(prefix="inspect-latency-"))
+    port = free_port()
+    app_args = parse_args(["--port", str(port), "--workdir", str(work / "app")])
+    app_args.hub_repo = None
+    demo = build_app(app_args, root=ROOT)
+    launch(demo, app_args, prevent_thread_lock=True, quiet=True)
+    sources = [ROOT / "assets" / "good_test_00003.png", ROOT / "assets" / "defect_train_00066.png"]
+    timings = {"upload + Inspect": [], "example click": []}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+            examples = page.locator("#rdx-examples button.thumbnail-item")
+            examples.first.wait_for()
+            info = page.locator("#rdx-inspect-info")
+            for i in range(-1, args.repeats):  # -1: the warm-up (model load, first forward), not timed
+                name = f"upload_{i + 1:02d}"
+                path = work / f"{name}.png"
+                shutil.copy(sources[i % 2], path)
+                if i >= 0:  # a fresh page (not timed): the upload box would otherwise keep the previous file
+                    page.reload()
+                    examples.first.wait_for()
+                began = time.perf_counter()
+                page.locator("#rdx-files input[type=file]").set_input_files(str(path))
+                page.locator("#rdx-files").filter(has_text=name).first.wait_for()
+                page.locator("#rdx-run").click()
+                info.filter(has_text=name).first.wait_for()
+                if i >= 0:
+                    timings["upload + Inspect"].append(time.perf_counter() - began)
+            last = examples.count() - 1
+            for i in range(args.repeats):
+                k = (i % 2) * last  # alternate the first and the last example, so every click changes the page
+                before = info.inner_text()
+                began = time.perf_counter()
+                examples.nth(k).click()
+                page.wait_for_function(
+                    "(before) => { const el = document.querySelector('#rdx-inspect-info');"
+                    " return el && el.innerText.trim() !== '' && el.innerText !== before; }", arg=before)
+                timings["example click"].append(time.perf_counter() - began)
+            browser.close()
+    finally:
+        demo.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    lines = [
+        "# Inspect latency in the browser (shipped demo checkpoint)", "",
+        f"Machine: {machine_line()}; server and Chromium on the same 2 cores.",
+        f"Command: `python bench/inspect_latency.py {' '.join(sys.argv[1:])}`".rstrip(), "",
+        "| action | n | median s | p90 s | max s |", "|---|---|---|---|---|",
+    ]
+    for action, values in timings.items():
+        ordered = sorted(values)
+        p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+        lines.append(f"| {action} | {len(values)} | {statistics.median(values):.2f} | {p90:.2f} | {max(values):.2f} |")
+    save_results("inspect_latency", "\n".join(lines) + "\n", timings=timings)
+
+
+if __name__ == "__main__":
+    main()

@@ -22,6 +22,7 @@ from PIL import Image
 from .calibration import Calibration
 from .checkpoint import CheckpointError, load_checkpoint
 from .data import ImageLoadError, image_to_tensor, list_images, load_image, resize_image, to_rgb
+from .hub.resolve import hub_reference
 from .model import ExpertTeacherStudent
 from .ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
 from .runtime import resolve_device
@@ -102,8 +103,10 @@ class Predictor:
         self.calibration = calibration.choose(threshold)
 
     @classmethod
-    def from_pretrained(cls, ref: str | Path, device: str = "auto", **kwargs) -> "Predictor":
-        """Load a checkpoint folder or ``ORG/NAME/CATEGORY[@REVISION]``.
+    def from_pretrained(cls, ref: str | Path, device: str = "auto", *, subfolder: str | None = None,
+                        revision: str | None = None, **kwargs) -> "Predictor":
+        """Load a checkpoint folder or ``ORG/NAME/CATEGORY[@REVISION]``; as in huggingface_hub, the category and
+        the revision may also be given apart: ``from_pretrained("ORG/NAME", subfolder="metal_plate", revision=SHA)``.
 
         Keyword arguments: ``threshold`` (see the class), ``pretrained_expert``
         (None: as trained; False: random expert, for tests only).
@@ -111,7 +114,10 @@ class Predictor:
         threshold = kwargs.pop("threshold", None)
         pretrained_expert = kwargs.pop("pretrained_expert", None)
         if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: threshold, pretrained_expert")
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: subfolder, revision, threshold, "
+                            "pretrained_expert")
+        if subfolder is not None or revision is not None:
+            ref = hub_reference(str(ref), subfolder, revision)
         device = resolve_device(device)
         model, config = load_checkpoint(ref, pretrained_expert=pretrained_expert, map_location=device)
         ood = load_ood(config["source"]["path"], config, dims=sum(model.expert.channels))

@@ -53,6 +53,17 @@ def test_round_trip_train_save_cache_load_offline_gives_identical_maps(tiny_chec
         caplog.clear()
 
 
+def test_from_pretrained_takes_subfolder_and_revision_apart(tiny_checkpoint, hub_cache):
+    put_in_cache(hub_cache, tiny_checkpoint)
+    predictor = Predictor.from_pretrained(REPO, subfolder=CATEGORY, revision=SHA, device="cpu")
+    source = predictor.config["source"]
+    assert (source["repo_id"], source["category"], source["revision"], source["commit"]) == (REPO, CATEGORY, SHA, SHA)
+    with pytest.raises(ValueError, match="subfolder="):
+        Predictor.from_pretrained(REPO, revision=SHA, device="cpu")  # no category
+    with pytest.raises(ValueError, match="one place"):
+        Predictor.from_pretrained(f"{REPO}@main", subfolder=CATEGORY, revision=SHA, device="cpu")
+
+
 def test_nothing_cached_says_what_to_do(hub_cache):
     with pytest.raises(HubError) as error:
         load_checkpoint(f"{REPO}/{CATEGORY}@main")

@@ -56,6 +56,19 @@ def parse_reference(ref: str) -> HubReference | None:
     return HubReference(match["repo_id"], match["category"], match["revision"] or "main")
 
 
+def hub_reference(repo: str, subfolder: str | None = None, revision: str | None = None) -> str:
+    """``ORG/NAME`` + category subfolder + revision as one reference ``ORG/NAME/CATEGORY[@REVISION]`` (checked)."""
+    if "@" in repo and revision is not None:
+        raise ValueError(f"{repo!r} already names a revision; pass it in one place only")
+    ref = f"{repo.strip('/')}/{subfolder.strip('/')}" if subfolder else repo
+    if revision:
+        ref = f"{ref}@{revision}"
+    if parse_reference(ref) is None:
+        raise ValueError(f"{ref!r} is not a Hub reference ORG/NAME/CATEGORY[@REVISION]: give repo 'ORG/NAME' "
+                         "and the category as subfolder=")
+    return ref
+
+
 def resolve_checkpoint(
     ref: str | Path, cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None
 ) -> tuple[Path, dict]:

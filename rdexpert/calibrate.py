@@ -19,10 +19,10 @@ from .checkpoint import CheckpointInfo, load_checkpoint, training_split, update_
 from .data import load_image, resize_image
 from .health import HealthSet
 from .model import ExpertTeacherStudent
-from .recipe import get_recipe
 from .runtime import resolve_device
 from .scoring import sample_batches, score_images
 from .synthesis import AnomalySynthesizer
+from .train_config import TrainConfig
 
 CALIBRATION_SEED = 20_250_301  # fixed: re-calibrating the same checkpoint gives the same threshold
 MIN_SYNTHETIC = 40  # synthetic anomalies at least; few held-out images get more draws each
@@ -57,12 +57,11 @@ def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, cat
     info = CheckpointInfo.from_config(config)
     training = config.get("training", {})
     train, holdout = training_split(config, data_root, category, layout)
-    recipe = get_recipe(training.get("recipe", "improved"), training.get("recipe_set"))
-    textures = textures or training.get("textures")
+    run = TrainConfig.from_dict(training)
+    textures = textures or run.textures
     if textures and not Path(textures).is_dir():
         raise FileNotFoundError(f"texture folder {textures!r} (used in training) not found; pass --textures")
-    synthesizer = AnomalySynthesizer(textures=textures or None, foreground=training.get("foreground_method", "auto"),
-                                     augment_textures=recipe.texture_augmentation, mask_rotation=recipe.mask_rotation)
+    synthesizer = run.synthesizer(training.get("foreground_method", "auto"), textures)
     device_ = resolve_device(device)
     model.to(device_).eval()
     section = calibrate(model, holdout or train, model.config.image_size, device_, synthesizer,

@@ -75,6 +75,10 @@ IMPROVED = replace(REFERENCE, holdout_fraction=0.1, schedule="iterations")
 
 RECIPES = {"reference": REFERENCE, "improved": IMPROVED}
 
+# What rdexpert did before recipes existed (every second choice of CHOICES): how a run whose config.json
+# names no recipe was trained, so re-calibrating its checkpoint makes the same synthetic anomalies.
+PRE_RECIPE_SET = {name: values[1] for name, values in CHOICES.items()}
+
 
 def get_recipe(name: str, overrides: dict | None = None) -> Recipe:
     """The named recipe with single choices switched (``overrides``: field -> value), checked."""

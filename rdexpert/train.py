@@ -198,10 +198,8 @@ class Trainer:
                 "held out, so the threshold is calibrated on the training images themselves: optimistic, likely too "
                 "low (new normal images may be flagged as anomalous); add normal images (20 or more) for a "
                 "trustworthy threshold", UserWarning, stacklevel=2)
-        r = self.recipe
-        method = foreground_method_for(c.category, c.foreground, table=r.foreground_table)
-        synthesizer = AnomalySynthesizer(textures=c.textures, foreground=method,
-                                         augment_textures=r.texture_augmentation, mask_rotation=r.mask_rotation)
+        method = foreground_method_for(c.category, c.foreground, table=self.recipe.foreground_table)
+        synthesizer = c.synthesizer(method)
         train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method)
         return train_set.preload(), holdout, method, synthesizer
 

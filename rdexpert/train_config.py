@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from .model import ModelConfig
-from .recipe import LONG_SCHEDULE_CATEGORIES, Recipe, get_recipe
+from .recipe import LONG_SCHEDULE_CATEGORIES, PRE_RECIPE_SET, Recipe, get_recipe
+from .synthesis import AnomalySynthesizer
 
 # Presets. `paper` is DESIGN.md §3.5. `cpu` was sized with bench/train_speed.py on a
 # 2-core machine (numbers in README "Training presets"): Lite0 keeps the paper's
@@ -97,6 +98,13 @@ class TrainConfig:
     def resolved_recipe(self) -> Recipe:
         return get_recipe(self.recipe, self.recipe_set)
 
+    def synthesizer(self, foreground_method: str, textures: str | None = None) -> AnomalySynthesizer:
+        """The run's synthetic-anomaly maker (its textures unless ``textures`` is given, the recipe's texture and
+        mask choices): one place for training and for re-calibrating its checkpoint later."""
+        recipe = self.resolved_recipe()
+        return AnomalySynthesizer(textures=textures or self.textures, foreground=foreground_method,
+                                  augment_textures=recipe.texture_augmentation, mask_rotation=recipe.mask_rotation)
+
     def model_config(self) -> ModelConfig:
         recipe = self.resolved_recipe()
         return ModelConfig(backbone=self.backbone, variant=self.variant, image_size=self.image_size,
@@ -108,9 +116,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        """Unknown keys (e.g. a field of an older rdexpert) are ignored, so old configs still load."""
+        """Unknown keys (e.g. a field of an older rdexpert) are ignored, so old configs still load; a config
+        written before recipes existed gets the choices rdexpert made then (``recipe.PRE_RECIPE_SET``)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        known = {k: v for k, v in data.items() if k in names}
+        if "recipe" not in data:
+            known.update(recipe="reference", recipe_set=PRE_RECIPE_SET)
+        return cls(**known)
 
 
 # Settings that may differ when an interrupted run is resumed (e.g. to train it longer).

@@ -144,3 +144,13 @@ def test_zero_fill_rotation_allows_empty_masks_and_leaves_corners_clean():
     # a rotation by more than a few degrees moves a corner pixel outside the source: zero, so no defect there
     corners = np.mean([m[0, 0] + m[0, -1] + m[-1, 0] + m[-1, -1] for m in zero]) / 4
     assert corners < np.mean([m.mean() for m in zero])
+
+
+def test_a_config_from_before_recipes_reads_back_with_the_choices_made_then():
+    """Re-calibrating an old checkpoint must make the synthetic anomalies it was trained with."""
+    old = TrainConfig.from_dict({"data_root": ".", "category": "metal_plate", "out": ".", "textures": None})
+    assert old.resolved_recipe().to_dict() == {name: values[1] for name, values in CHOICES.items()}
+    synthesizer = old.synthesizer("otsu_inverse")
+    assert synthesizer.augment_textures and synthesizer.mask_rotation == "reflect"
+    new = TrainConfig.from_dict(TrainConfig(data_root=".", category="metal_plate", out=".").to_dict())
+    assert new.resolved_recipe() == IMPROVED

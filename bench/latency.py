@@ -1,14 +1,17 @@
 """Milliseconds per image for the full forward (features, student, anomaly maps, score), with a peer.
 
     python bench/latency.py                 # 256 px, batch 1 and 16, Lite0 and wide_resnet50_2
-    python bench/latency.py --reps 5        # more repetitions
+    python bench/latency.py --reps 15       # more repetitions
     python bench/latency.py --device cuda --precision bf16 --batches 1 64 --out bench/results/latency_cuda_bf16
 
-Random weights (timing does not depend on them). The peer is anomalib's
-ReverseDistillation torch model (plain RD) with the same backbone, measured in
+Random weights (timing does not depend on them). Each of our rows is the model as the Predictor runs it
+(``prepare_for_inference``: BatchNorm folded, channels-last) beside its "before" row, the code path before
+that change (the model as built, and the anomaly-map blur as one 2-D convolution), measured in the same run.
+The peer is anomalib's ReverseDistillation torch model (plain RD) with the same backbone, measured in
 the same run; anomalib only has decoders for ResNet-family backbones, so Lite0
 has no peer. When anomalib is not installed the peer rows are skipped with a
-note. Results: bench/results/latency.{md,json}, with the machine and its load.
+note (it is a benchmark-only dependency: `pip install anomalib`, keeping the venv's torch and torchvision).
+Results: bench/results/latency.{md,json}, with the machine and its load.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
+import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -29,14 +34,44 @@ sys.path.insert(0, str(HERE))
 from machine import machine_info, machine_line  # noqa: E402
 
 from rdexpert.io import write_json  # noqa: E402
-from rdexpert.model import ExpertTeacherStudent, ModelConfig  # noqa: E402
+from rdexpert.model import ExpertTeacherStudent, ModelConfig, anomaly_map  # noqa: E402
 
 PEER = "anomalib ReverseDistillation"
+BEFORE = " (before)"  # suffix of the rows measuring the code path before prepare_for_inference and the matrix blur
 
 
-def ours(backbone: str, variant: str, size: int):
+def blur_2d(maps: torch.Tensor, sigma: float, border: str = "mirror") -> torch.Tensor:
+    """The anomaly-map blur before the matrix form: one 2-D convolution with the full (33 x 33) kernel."""
+    kernel1d = anomaly_map.gaussian_kernel1d(sigma, maps.dtype, maps.device)
+    size = kernel1d.numel()
+    height, width = maps.shape[-2:]
+    flat = maps.reshape(-1, 1, height, width)
+    padded = anomaly_map._pad_symmetric(flat, size // 2) if border == "reflect" \
+        else F.pad(flat, [size // 2] * 4, mode="reflect")
+    return F.conv2d(padded, (kernel1d.unsqueeze(-1) * kernel1d).view(1, 1, size, size)).reshape(maps.shape)
+
+
+def before_blur():
+    """Inside this context the model's anomaly maps are blurred the way they were before (:func:`blur_2d`)."""
+    return mock.patch.object(anomaly_map, "gaussian_blur", blur_2d)
+
+
+def build(backbone: str, variant: str, size: int, optimised: bool = True) -> ExpertTeacherStudent:
+    """A random-weight model as the Predictor runs it, or (``optimised=False``) as built, the path before."""
     model = ExpertTeacherStudent(ModelConfig(backbone=backbone, variant=variant, image_size=size), pretrained=False)
-    return model.eval(), lambda images: model(images).maps.score
+    return model.eval().prepare_for_inference() if optimised else model.eval()
+
+
+def ours(backbone: str, variant: str, size: int, optimised: bool = True):
+    model = build(backbone, variant, size, optimised)
+    if optimised:
+        return model, lambda images: model(images).maps.score
+
+    def before(images):
+        with before_blur():
+            return model(images).maps.score
+
+    return model, before
 
 
 def anomalib_rd(backbone: str, size: int):
@@ -92,25 +127,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per cell")
+    parser.add_argument("--reps", type=int, default=7, help="timed repetitions per cell")
     parser.add_argument("--reps-large", type=int, default=2, help="repetitions for wide_resnet50_2 at batch > 1")
     parser.add_argument("--out", default=str(HERE / "results" / "latency"))
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast (CUDA only)")
+    parser.add_argument("--backbones", nargs="+", default=["tf_efficientnet_lite0", "wide_resnet50_2"])
     args = parser.parse_args()
     size = args.image_size
     device = torch.device(args.device)
     load_before = os.getloadavg()
 
     cases = [  # (backbone, label, builder); ours first, then the peer with the same backbone
+        ("tf_efficientnet_lite0", "rdexpert full" + BEFORE, lambda b: (ours(b, "full", size, False), None)),
         ("tf_efficientnet_lite0", "rdexpert full", lambda b: (ours(b, "full", size), None)),
         ("tf_efficientnet_lite0", PEER, lambda b: anomalib_rd(b, size)),
+        ("wide_resnet50_2", "rdexpert full" + BEFORE, lambda b: (ours(b, "full", size, False), None)),
         ("wide_resnet50_2", "rdexpert full", lambda b: (ours(b, "full", size), None)),
+        ("wide_resnet50_2", "rdexpert rd" + BEFORE, lambda b: (ours(b, "rd", size, False), None)),
         ("wide_resnet50_2", "rdexpert rd", lambda b: (ours(b, "rd", size), None)),
         ("wide_resnet50_2", PEER, lambda b: anomalib_rd(b, size)),
     ]
     rows, notes = [], []
-    for backbone in dict.fromkeys(case[0] for case in cases):
+    for backbone in dict.fromkeys(case[0] for case in cases if case[0] in args.backbones):
         runs = {}
         for _, label, build in (case for case in cases if case[0] == backbone):
             built, why_not = build(backbone)
@@ -131,17 +170,24 @@ def main() -> None:
         rows += group.values()
         del runs
 
-    for row in rows:  # ratio to the peer with the same backbone (> 1: ours is slower)
-        peer = next((r for r in rows if r["backbone"] == row["backbone"] and r["model"] == PEER), None)
+    def find(backbone, model):
+        return next((r for r in rows if r["backbone"] == backbone and r["model"] == model), None)
+
+    for row in rows:  # ratio to the peer with the same backbone (> 1: ours is slower), and after / before
+        peer = find(row["backbone"], PEER)
+        before = None if row["model"].endswith(BEFORE) else find(row["backbone"], row["model"] + BEFORE)
         for batch in args.batches:
             key = f"batch_{batch}_ms"
             row[f"batch_{batch}_ratio"] = row[key] / peer[key] if peer and row is not peer else None
+            row[f"batch_{batch}_vs_before"] = row[key] / before[key] if before else None
 
     def cell(row, batch):
-        ratio = row[f"batch_{batch}_ratio"]
-        return f"{row[f'batch_{batch}_ms']:.1f}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
+        ratio, vs_before = row[f"batch_{batch}_ratio"], row[f"batch_{batch}_vs_before"]
+        notes = ([f"{ratio:.2f}x peer"] if ratio is not None else []) + \
+            ([f"{vs_before:.2f}x before"] if vs_before is not None else [])
+        return f"{row[f'batch_{batch}_ms']:.1f}" + (f" ({', '.join(notes)})" if notes else "")
 
-    header = " | ".join(f"batch {b}: ms/image (x peer)" for b in args.batches)
+    header = " | ".join(f"batch {b}: ms/image (x peer, x before)" for b in args.batches)
     lines = [
         f"# Inference latency, {size} px, full forward (features, student, maps, score)",
         "",
@@ -149,7 +195,8 @@ def main() -> None:
         f"load average before the run {load_before[0]:.2f} (other work shares these cores).",
         f"Command: `{' '.join(['python bench/latency.py', *sys.argv[1:]])}`. Random weights; median of the "
         "timed repetitions after one warm-up, round-robin over the models of a backbone (reps per cell in "
-        "latency.json); `x peer` = ours / "
+        "latency.json); `before`: the code path before `prepare_for_inference` and the matrix blur, "
+        "`x before` = after / before; `x peer` = ours / "
         f"{PEER} (anomalib {anomalib_version() or 'not installed'}) with the same backbone (anomalib has RD "
         "decoders for ResNets only).",
         "",

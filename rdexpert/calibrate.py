@@ -16,8 +16,7 @@ import torch
 
 from .calibration import Calibration
 from .checkpoint import CheckpointInfo, load_checkpoint, training_split, update_config
-from .data import load_image, resize_image
-from .health import HealthSet
+from .health import health_set_of
 from .model import ExpertTeacherStudent
 from .runtime import resolve_device
 from .scoring import sample_batches, score_images
@@ -35,15 +34,15 @@ def calibrate(
 ) -> dict:
     """Score ``samples`` (normal images the model did not train on) and, with a ``synthesizer``, synthetic
     anomalies made on them; the threshold and normalisation follow. Returns the config.json section."""
-    scored = score_images(model, sample_batches(samples, image_size), device)
+    fit = model.config.input_fit
+    scored = score_images(model, sample_batches(samples, image_size, fit=fit), device)
     normal = [score for batch in scored for score in batch.scores.tolist()]
     if synthesizer is None:
         return Calibration.from_normal_scores(normal, source=source).to_dict()
     chosen = samples[:MAX_IMAGES]
-    images = [resize_image(load_image(s.path), image_size) for s in chosen]
-    draws = max(2, math.ceil(MIN_SYNTHETIC / len(images)))
-    twins = HealthSet.build(images, synthesizer, draws=draws, max_images=len(images), seed=CALIBRATION_SEED)
-    synthetic = [s for batch in score_images(model, twins.augmented.split(8), device) for s in batch.scores.tolist()]
+    draws = max(2, math.ceil(MIN_SYNTHETIC / len(chosen)))
+    twins = health_set_of(chosen, model.config, synthesizer, draws=draws, seed=CALIBRATION_SEED)
+    synthetic = [s for batch in score_images(model, twins.batches("augmented", 8), device) for s in batch.scores.tolist()]
     return Calibration.from_normal_and_synthetic(normal, synthetic, source=source).to_dict()
 
 

@@ -34,7 +34,7 @@ import torch
 from . import __version__
 from .backbones import FEATURE_STRIDES
 from .checkpoint_format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, CheckpointError
-from .data import list_samples, split_holdout
+from .data import train_and_holdout
 from .hub.resolve import resolve_checkpoint
 from .io import read_json, read_tensors, write_json, write_tensors
 from .model import ExpertTeacherStudent, ModelConfig
@@ -42,7 +42,9 @@ from .model import ExpertTeacherStudent, ModelConfig
 INPUT_CONVENTION = {
     "channels": "RGB",
     "range": [0.0, 1.0],
-    "resize": "bilinear with antialiasing to image_size x image_size, no crop (rdexpert.data.resize_image)",
+    "resize": "bilinear with antialiasing, no crop (rdexpert.data.fit_image): model.input_fit 'squash' resizes to "
+              "image_size x image_size; 'pad' keeps the aspect ratio (longer side = image_size), centres the picture "
+              "and edge-fills the rest; maps and scores then cover the picture's box only (rdexpert.data.content_box)",
     "normalization": "inside the model, with backbone.mean / backbone.std",
 }
 
@@ -196,10 +198,11 @@ def training_split(config: dict, data_root: str | Path | None = None, category: 
         raise FileNotFoundError(f"data folder {data_root!r} not found; pass --data-root (the checkpoint's "
                                 "training data)")
     layout = layout or dataset.get("layout") or training.get("layout", "auto")
-    normal = [s for s in list_samples(data_root, category, "train", layout=layout) if s.label == 0]
-    if not normal:
+    train, holdout = train_and_holdout(data_root, category, layout, float(training.get("holdout_fraction", 0.1)),
+                                       seed=int(training.get("seed", 111)))
+    if not train:
         raise ValueError(f"no normal training images for category {category!r} in {data_root}")
-    return split_holdout(normal, float(training.get("holdout_fraction", 0.1)), seed=int(training.get("seed", 111)))
+    return train, holdout
 
 
 def _plain(value):

@@ -17,6 +17,8 @@ import traceback
 import warnings
 from pathlib import Path
 
+from .data.layouts import LAYOUTS, AnomalibFolder, parse_layout
+from .export import EXPORTERS
 from .model import GATES, REFERENCES, VARIANTS
 from .recipe import CHOICES, RECIPES
 from .synthesis.foreground import FOREGROUND_METHODS
@@ -43,18 +45,37 @@ def _display(text) -> str:
 
 
 def _train(args) -> None:
+    from .distributed import Worker
     from .recipe import parse_overrides
     from .train import TrainConfig, train
+    from .train_many import is_many, parse_categories, train_many
 
-    config = TrainConfig(
-        data_root=args.data_root, category=args.category, out=args.out, variant=args.variant, preset=args.preset,
+    settings = dict(
+        data_root=args.data_root, variant=args.variant, preset=args.preset,
         backbone=args.backbone, image_size=args.image_size, batch_size=args.batch_size, iterations=args.iterations,
         seed=args.seed, textures=args.textures, foreground=args.foreground, device=args.device,
         pretrained=not args.random_weights, layout=args.layout, teacher_bn=args.teacher_bn,
         health_every=args.health_every, recipe=args.recipe, recipe_set=parse_overrides(args.recipe_set) or None,
+        init_from=args.init_from,
     )
+    if is_many(args.category):
+        if args.distributed == "ddp":
+            raise ValueError("--distributed ddp trains one category on every rank; with several categories the "
+                             "ranks share the categories instead (leave out --distributed)")
+        _writable(args.out)
+        rows = train_many(settings, args.out, parse_categories(args.category, args.data_root), test=not args.no_test)
+        if Worker.from_env().is_main:
+            print(f"{len(rows)} categories in {args.out}; summary: {Path(args.out) / 'summary.md'}")
+        return
+    worker = Worker.from_env()
+    if worker.world_size > 1 and args.distributed != "ddp":
+        raise ValueError(f"started by torchrun with {worker.world_size} processes but one category: add "
+                         "--distributed ddp to train it on all of them, or give several categories (--category a,b / all)")
+    config = TrainConfig(**settings, category=args.category, out=args.out)
     _writable(config.out)
-    out = train(config)
+    out = train(config, distributed_mode=args.distributed)
+    if not worker.is_main:
+        return
     print(f"checkpoint saved to {out}")
     command = ["rdexpert", "test", "--checkpoint", str(out), "--data-root", str(args.data_root)]
     if args.category is not None:
@@ -80,7 +101,7 @@ def _calibrate(args) -> None:
 
 def _test(args) -> None:
     from .checkpoint import CheckpointInfo, load_checkpoint, record_metrics
-    from .evaluate import evaluate_split, write_report
+    from .evaluate import evaluate_split, measured_metrics, write_report
     from .metrics import metrics_table
     from .runtime import resolve_device
 
@@ -103,8 +124,7 @@ def _test(args) -> None:
     print(f"{len(result.scores)} images in {result.seconds:.1f} s; metrics.json, metrics.md and overlays/ in {out}")
     if args.save_metrics:
         setting = f"{args.reference or info.default_reference}/{args.gate}"
-        measured = {"split": "test", "dataset": Path(args.data_root).resolve().name, "category": category,
-                    "images": len(result.scores), "defective": int(result.labels.sum()), **result.metrics}
+        measured = measured_metrics(result, args.data_root, category)
         # the F1 threshold is an operating point of the default setting only
         f1 = result.metrics.get("f1_threshold") if setting == info.default_setting else None
         record_metrics(config["source"]["path"], setting, measured, f1_threshold=f1)
@@ -260,7 +280,7 @@ def _export(args) -> None:
     import torch
 
     from .checkpoint import load_checkpoint
-    from .export import TOLERANCE, compare_with_onnxruntime, export_onnx
+    from .export import TOLERANCE, compare_with_onnxruntime, export_onnx, onnx_metadata
 
     if args.format == "fp16":
         return _export_fp16(args)
@@ -268,8 +288,10 @@ def _export(args) -> None:
         raise ValueError(f"--out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / 'model.onnx'}")
     _writable(Path(args.out).parent)
     model, config = load_checkpoint(args.checkpoint)
-    path = export_onnx(model, args.out, config, args.reference, args.gate, args.opset)
-    print(f"ONNX model written to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    path = export_onnx(model, args.out, config, args.reference, args.gate, args.opset, args.exporter)
+    metadata = onnx_metadata(path)
+    print(f"ONNX model written to {path} ({path.stat().st_size / 2**20:.1f} MiB; {metadata['exporter']} exporter, "
+          f"opset {metadata['opset']})")
     if args.no_verify:
         return
     size = model.config.image_size
@@ -281,14 +303,43 @@ def _export(args) -> None:
 
 
 def _push(args) -> None:
-    from .hub.publish import push_to_hub, stage_checkpoint
+    from .hub.publish import push_to_hub, stage
 
     if args.dry_run:
-        staging = stage_checkpoint(args.checkpoint, args.dry_run, args.repo, args.category, args.license)
-        print(f"staged {sorted(p.name for p in staging.iterdir())} in {staging}; nothing was uploaded")
+        folder = stage(args.checkpoint, args.dry_run, args.repo, args.category, args.license)
+        staged = sorted(str(p.relative_to(args.dry_run)) for p in Path(args.dry_run).rglob("*") if p.is_file())
+        print(f"staged {staged} in {args.dry_run} (what {args.repo}/{folder or ''} would get); nothing was uploaded")
         return
     url = push_to_hub(args.checkpoint, args.repo, args.category, args.license, private=args.private)
     print(f"pushed: {url}")
+
+
+def _layout(value: str) -> str:
+    """--layout: a name of LAYOUTS, or an anomalib_folder layout string (as `rdexpert train` prints it)."""
+    try:
+        parse_layout(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+FOLDER_FLAGS = ("normal_dir", "abnormal_dir", "mask_dir", "normal_test_dir", "normal_split_ratio")
+
+
+def _folder_layout(args) -> None:
+    """Fold the anomalib Folder flags into ``args.layout``: one string, which the checkpoint records."""
+    given = {k: getattr(args, k) for k in FOLDER_FLAGS if getattr(args, k, None) is not None}
+    name = parse_layout(args.layout)[0] if hasattr(args, "normal_dir") else None
+    if name == "anomalib_folder" and "?" in args.layout:
+        if given:
+            raise ValueError("give the folders either in the --layout string or as --normal-dir ... flags, not both")
+    elif name == "anomalib_folder" or (given and name == "auto"):
+        if "normal_dir" not in given:
+            raise ValueError("the anomalib_folder layout needs --normal-dir (and --abnormal-dir to test)")
+        args.layout = AnomalibFolder(**given).layout
+    elif given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} belong to --layout anomalib_folder, not --layout {name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -296,9 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--data-root", required=True, help="dataset root (MVTec layout, VisA, or a plain folder)")
-        p.add_argument("--category", default=None, help="category folder under the root (e.g. metal_plate)")
-        p.add_argument("--layout", default="auto", choices=["auto", "mvtec", "visa", "folder"])
+        p.add_argument("--data-root", required=True,
+                       help="dataset root (MVTec-style, MVTec AD 2, VisA, anomalib Folder, or a plain folder)")
+        p.add_argument("--category", default=None, help="category folder under the root (e.g. metal_plate); train also takes "
+                       "'all' or a comma-separated list: one checkpoint per category in OUT/<category>")
+        p.add_argument("--layout", default="auto", type=_layout, metavar="{" + ",".join(LAYOUTS) + "}",
+                       help="dataset layout (default: guessed; anomalib_folder takes the folders below)")
+        folder = p.add_argument_group("anomalib Folder layout (--layout anomalib_folder): folders relative to "
+                                      "DATA_ROOT[/CATEGORY] or absolute, named as anomalib's Folder datamodule")
+        folder.add_argument("--normal-dir", help="normal images (training; some are tested without --normal-test-dir)")
+        folder.add_argument("--abnormal-dir", action="append",
+                            help="defective images (repeatable: one per defect type)")
+        folder.add_argument("--mask-dir", help="masks named after the images (<stem>.png or <stem>_mask.png; in "
+                            "MASK_DIR/<abnormal folder name>/ if that exists); without it: image-level metrics only")
+        folder.add_argument("--normal-test-dir", help="normal test images (default: a seeded share of --normal-dir)")
+        folder.add_argument("--normal-split-ratio", type=float,
+                            help="share of --normal-dir tested when there is no --normal-test-dir (default 0.2)")
         p.add_argument("--out", required=True, help="output folder")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
         p.add_argument("--random-weights", action="store_true",
@@ -310,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the checkpoint's, chosen at training by the health check)")
         p.add_argument("--gate", default="gated", choices=list(GATES), help="GII gate (DESIGN.md 3.4)")
 
-    train = commands.add_parser("train", help="train one category")
+    train = commands.add_parser("train", help="train one category, or several (--category all / a,b,c; under "
+                                              "torchrun the processes share them)")
     common(train)
     train.add_argument("--variant", default="full", choices=sorted(VARIANTS))
     train.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
@@ -329,6 +394,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--health-every", type=int, default=None,
                        help="iterations between health checks on held-out normal images + synthetic defects "
                             "(default: iterations // 8; 0: only at the end)")
+    train.add_argument("--distributed", default="none", choices=["none", "ddp"],
+                       help="under torchrun: ddp trains ONE category on all processes (DistributedDataParallel; "
+                            "the global batch stays the preset's). Several categories need no flag: the processes "
+                            "share them")
+    train.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                       help="warm start: begin from this checkpoint's trained teacher and student (folder or Hub "
+                            "reference; same backbone) instead of the expert and a fresh student")
+    train.add_argument("--no-test", action="store_true",
+                       help="with several categories: skip testing each on its test split after training")
     train.add_argument("--recipe", default="improved", choices=sorted(RECIPES),
                        help="reference: the authors' released training and scoring, step for step; improved (default): "
                             "keeps the deviations measured better by bench/recipe.py (README 'Reproducing the paper')")
@@ -365,7 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
     export.add_argument("--format", default="onnx", choices=["onnx", "fp16"])
     export.add_argument("--out", required=True, help="output file, e.g. model.onnx; for fp16 a folder")
-    export.add_argument("--opset", type=int, default=17)
+    export.add_argument("--opset", type=int, default=None,
+                        help="ONNX opset (default 18; below 18 the TorchScript exporter writes it)")
+    export.add_argument("--exporter", default="auto", choices=list(EXPORTERS),
+                        help="auto (default): torch.onnx's dynamo exporter, the TorchScript one if that fails")
     export.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime comparison")
     switches(export)
     export.set_defaults(run=_export)
@@ -375,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--checkpoint", required=True, help="local checkpoint folder (its config.json is updated)")
     calibrate.add_argument("--data-root", default=None, help="its training data (default: the path it recorded)")
     calibrate.add_argument("--category", default=None)
-    calibrate.add_argument("--layout", default=None, choices=["auto", "mvtec", "visa", "folder"])
+    calibrate.add_argument("--layout", default=None, type=_layout, metavar="{" + ",".join(LAYOUTS) + "}",
+                           help="default: the layout the checkpoint recorded")
     calibrate.add_argument("--textures", default=None, help="texture folder (default: the one it trained with)")
     calibrate.add_argument("--device", default="auto")
     calibrate.set_defaults(run=_calibrate)
@@ -387,15 +465,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit_ood.add_argument("--device", default="auto")
     fit_ood.set_defaults(run=_fit_ood)
 
-    push = commands.add_parser("push", help="publish a checkpoint as a category subfolder of a Hub model repo")
-    push.add_argument("--checkpoint", required=True, help="local checkpoint folder")
+    push = commands.add_parser("push", help="publish a checkpoint, or a run of several categories, to a Hub model repo")
+    push.add_argument("--checkpoint", required=True,
+                      help="local checkpoint folder (one category), or a run folder OUT/<category>/... (all of its "
+                           "categories in one commit, with a repo card listing their test metrics)")
     push.add_argument("--repo", required=True, help="Hub model repo ORG/NAME")
-    push.add_argument("--category", default=None, help="subfolder name (default: the checkpoint's category)")
+    push.add_argument("--category", default=None,
+                      help="subfolder name of a single checkpoint (default: the checkpoint's category)")
     push.add_argument("--license", default=None,
                       help="license id of the weights, e.g. cc-by-nc-sa-4.0 (default: config.json license.id)")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--dry-run", metavar="DIR", default=None,
-                      help="only write what would be uploaded (config, weights, model card) into DIR")
+                      help="only write what would be uploaded (config, weights, model cards) into DIR (new or empty)")
     push.set_defaults(run=_push)
     return parser
 
@@ -417,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = lambda message, category, *_, **__: print(
             _display(f"rdexpert {args.command}: warning: {message}"), file=sys.stderr)
         try:
+            _folder_layout(args)
             args.run(args)
         except KeyboardInterrupt:
             print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import list_samples, load_image, resize_image
+from .data import ContentBox, fit_image, list_samples, load_image
 from .io import atomic_write, write_json
 from .metrics import compute_metrics, metrics_table
 from .model import ExpertTeacherStudent
@@ -21,15 +22,45 @@ from .viz import overlay, save_png
 
 @dataclass
 class Evaluation:
-    """Scores, maps and metrics of one model over one test split."""
+    """Scores, maps and metrics of one model over one test split.
+
+    ``maps`` and ``masks`` hold each picture's content region only (:func:`content_stack`): the whole S x S
+    input for a "squash" model, the picture without its padding for a "pad" one.
+    """
 
     metrics: dict[str, float]
     scores: np.ndarray
     labels: np.ndarray
-    maps: np.ndarray  # (N, S, S) fused anomaly maps
-    masks: np.ndarray  # (N, S, S) bool ground truth
+    maps: np.ndarray  # (N, h, w) fused anomaly maps, content region
+    masks: np.ndarray  # (N, h, w) bool ground truth, content region
     paths: list[str]
     seconds: float
+    boxes: np.ndarray | None = None  # (N, 4) content boxes (top, left, height, width) in the S x S input
+    image_size: int | None = None  # S
+    input_fit: str = "squash"  # how the images were fitted to S x S (ModelConfig.input_fit)
+
+
+def content_stack(arrays: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N, S, S) maps or masks cut to each picture's content box, stacked: what every pixel metric is computed on.
+
+    Pictures of one shape (a "squash" model, or test images of one size) stack as they are. Pictures of
+    different shapes are each resized (bilinear; masks then ``>= 0.5``) to the most common content shape, so
+    they stack: still no padding pixel counts, but a resized picture's pixels weigh a little more or less.
+    """
+    crops = [ContentBox.of(box).crop(a) for a, box in zip(arrays, boxes)]
+    shapes = [c.shape for c in crops]
+    target = max(set(shapes), key=shapes.count)
+    if all(shape == target for shape in shapes):
+        return np.stack(crops)
+    height, width = target
+
+    def resized(crop: np.ndarray) -> np.ndarray:
+        if crop.shape == target:
+            return crop
+        out = cv2.resize(crop.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        return out >= 0.5 if crop.dtype == bool else out.astype(crop.dtype)
+
+    return np.stack([resized(c) for c in crops])
 
 
 def evaluate(
@@ -41,11 +72,12 @@ def evaluate(
     gate: str = "gated",
     progress: bool = True,
 ) -> Evaluation:
-    """Run the model over ``samples`` and compute every metric of DESIGN.md §4."""
+    """Run the model over ``samples`` and compute every metric of DESIGN.md §4, on each picture's content only."""
     device = torch.device(device)
     model = model.to(device).eval()
-    loader = sample_batches(samples, model.config.image_size, batch_size)
-    scores, labels, maps, masks, paths = [], [], [], [], []
+    size, fit = model.config.image_size, model.config.input_fit
+    loader = sample_batches(samples, size, batch_size, fit=fit)
+    scores, labels, maps, masks, paths, boxes = [], [], [], [], [], []
     began = time.perf_counter()
     batches = tqdm(loader, desc="test", disable=not progress, unit="batch")
     for scored in score_images(model, batches, device, reference, gate):
@@ -54,16 +86,21 @@ def evaluate(
         maps.append(scored.maps)
         masks.append(batch["mask"][:, 0].numpy() > 0.5)
         labels.append(batch["label"].numpy())
+        boxes.append(batch["box"].numpy())
         paths += batch["path"]
     seconds = time.perf_counter() - began
+    boxes = np.concatenate(boxes)
     result = Evaluation(
         metrics={},
         scores=np.concatenate(scores),
         labels=np.concatenate(labels),
-        maps=np.concatenate(maps),
-        masks=np.concatenate(masks),
+        maps=content_stack(np.concatenate(maps), boxes),
+        masks=content_stack(np.concatenate(masks), boxes),
         paths=paths,
         seconds=seconds,
+        boxes=boxes,
+        image_size=size,
+        input_fit=fit,
     )
     # defective images without a mask (plain folders) count for image metrics only
     has_mask = np.array([s.mask_path is not None or s.label == 0 for s in samples])
@@ -87,7 +124,7 @@ def write_report(result: Evaluation, out: str | Path, name: str, threshold: floa
     defective = [i for i in order if result.labels[i] == 1][: overlays - overlays // 3]
     normal = [i for i in order[::-1] if result.labels[i] == 0][: overlays // 3]
     for i in defective + normal:
-        image = resize_image(load_image(result.paths[i]), result.maps.shape[-1])
+        image = _content_picture(result, i)
         picture = overlay(image, result.maps[i], vmin, vmax, threshold)
         if result.masks[i].any():  # ground truth in green beside the prediction
             gt = image.copy()
@@ -96,6 +133,18 @@ def write_report(result: Evaluation, out: str | Path, name: str, threshold: floa
         kind = "defect" if result.labels[i] else "good"
         save_png(out / "overlays" / f"{kind}_{Path(result.paths[i]).stem}_score{result.scores[i]:.3f}.png", picture)
     return out
+
+
+def _content_picture(result: Evaluation, i: int) -> np.ndarray:
+    """Image ``i`` as the network saw it, its content region only, at the shape of ``result.maps[i]``."""
+    size = result.image_size or result.maps.shape[-1]
+    image = fit_image(load_image(result.paths[i]), size, result.input_fit)
+    if result.boxes is not None:
+        image = ContentBox.of(result.boxes[i]).crop(image)
+    height, width = result.maps.shape[1:]
+    if image.shape[:2] != (height, width):  # pictures of several shapes (content_stack)
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
 
 
 _OVERLAY_NAME = re.compile(r"^(good|defect)_(.+)_score(-?\d+(?:\.\d+)?)$")
@@ -125,6 +174,12 @@ def read_report_scores(out: str | Path) -> list[tuple[str, int, float]]:
             kind, name, score = match.groups()
             found.append((name, int(kind == "defect"), float(score)))
     return found
+
+
+def measured_metrics(result: Evaluation, data_root, category: str | None) -> dict:
+    """What a checkpoint stores of a test run (``rdexpert test --save-metrics``): the split it was measured on, and the metrics."""
+    return {"split": "test", "dataset": Path(data_root).resolve().name, "category": category,
+            "images": len(result.scores), "defective": int(result.labels.sum()), **result.metrics}
 
 
 def evaluate_split(model, data_root, category, device="cpu", layout="auto", **kwargs) -> Evaluation:

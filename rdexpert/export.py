@@ -1,15 +1,21 @@
 """ONNX export: the full forward (teacher, student, anomaly maps, score) as one graph.
 
-Input ``image``: B x 3 x S x S float32 RGB in [0, 1], resized like
-``rdexpert.data.resize_image`` (normalisation is inside the graph). Outputs:
-``anomaly_map`` B x 1 x S x S (fused, blurred), ``scale_maps`` B x 3 x S x S
-(strides 4, 8, 16, upsampled, not blurred), ``score`` B (max of the fused map).
+Input ``image``: B x 3 x S x S float32 RGB in [0, 1], fitted like
+``rdexpert.data.fit_image`` with the checkpoint's ``input_fit`` (normalisation is
+inside the graph). Outputs: ``anomaly_map`` B x 1 x S x S (fused, blurred),
+``scale_maps`` B x 3 x S x S (strides 4, 8, 16, upsampled, not blurred), ``score``
+B (max of the fused map over the whole square: for a "pad" checkpoint, cut the
+map to ``rdexpert.data.content_box`` and take its max, as the Predictor does).
 The batch axis is dynamic; S is fixed by the checkpoint. The checkpoint's
 config.json (with the calibrated threshold) is stored in the model's metadata
 under ``rdexpert_config``, and the threshold also as ``threshold``.
 
-Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra
-package, and the model has no data-dependent control flow.
+Exporters: the current one, ``torch.onnx.export(dynamo=True)`` (needs
+``onnxscript``; opset 18 or later), is tried first; when it raises, or an opset
+below 18 is asked for, the TorchScript-based exporter (``dynamo=False``) writes
+the model instead, with a one-line warning. Both give the same graph semantics
+(the model has no data-dependent control flow); the metadata key ``exporter``
+says which one wrote the file.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from .checkpoint import CheckpointInfo
 from .io import atomic_write
 from .model import ExpertTeacherStudent
 
-OPSET = 17
+OPSET = 18  # the dynamo exporter's lowest opset (it cannot convert Pad down to 17)
+EXPORTERS = ("auto", "dynamo", "torchscript")  # auto: dynamo, TorchScript when that fails
 OUTPUTS = ("anomaly_map", "scale_maps", "score")
 TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| on the maps, in raw score units (maps reach ~0.1 .. 3)
 
@@ -43,33 +50,84 @@ class ExportedForward(nn.Module):
         return maps.fused, torch.cat(maps.scales, dim=1), maps.score
 
 
+def _export_dynamo(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: int) -> None:
+    if opset < OPSET:
+        raise ValueError(f"opset {opset} is below {OPSET}, the lowest the dynamo exporter writes")
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(
+        wrapper, (example,), tmp, dynamo=True, external_data=False, verbose=False, input_names=["image"],
+        output_names=list(OUTPUTS), dynamic_shapes=({0: batch},), opset_version=opset,
+    )
+    written = _opset(tmp)
+    if written != opset:  # the exporter logs a failed down-conversion and keeps its own opset
+        raise ValueError(f"asked for opset {opset}, the dynamo exporter wrote {written}")
+
+
+def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: int) -> None:
+    dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}}
+    with warnings.catch_warnings():  # the exporter's deprecation notice and constant-folding chatter
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        torch.onnx.export(
+            wrapper, (example,), tmp, dynamo=False, input_names=["image"], output_names=list(OUTPUTS),
+            dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
+        )
+
+
+def _opset(path: str | Path) -> int:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _write_graph(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: int, exporter: str) -> str:
+    """Write the graph to ``tmp`` with ``exporter``; return the exporter that wrote it."""
+    if exporter == "torchscript":
+        _export_torchscript(wrapper, example, tmp, opset)
+        return "torchscript"
+    try:
+        _export_dynamo(wrapper, example, tmp, opset)
+        return "dynamo"
+    except Exception as error:  # any failure of the new exporter: torch.export, onnxscript, version conversion
+        if exporter == "dynamo":
+            raise
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        warnings.warn(f"the dynamo ONNX exporter failed ({reason}); exported with the TorchScript exporter instead",
+                      UserWarning, stacklevel=3)
+    _export_torchscript(wrapper, example, tmp, opset)
+    return "torchscript"
+
+
 def export_onnx(
     model: ExpertTeacherStudent,
     path: str | Path,
     config: dict | None = None,
     reference: str | None = None,
     gate: str = "gated",
-    opset: int = OPSET,
+    opset: int | None = None,
+    exporter: str = "auto",
 ) -> Path:
-    """Write ``model`` as ONNX to ``path`` (atomically); ``config`` goes into the metadata."""
+    """Write ``model`` as ONNX to ``path`` (atomically, one file); ``config`` goes into the metadata.
+
+    ``exporter``: ``"auto"`` (dynamo, else TorchScript with a warning), ``"dynamo"`` or ``"torchscript"``;
+    the one used is stored under the metadata key ``exporter``. ``opset`` defaults to :data:`OPSET`.
+    """
     import onnx
 
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    opset = OPSET if opset is None else int(opset)
     model = model.to("cpu").eval()
     wrapper = ExportedForward(model, reference, gate).eval()
     size = model.config.image_size
     example = torch.rand(2, 3, size, size)
-    dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}}
 
     def write(tmp: str) -> None:
-        with warnings.catch_warnings():  # the exporter's deprecation notice and constant-folding chatter
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-            torch.onnx.export(
-                wrapper, (example,), tmp, dynamo=False, input_names=["image"], output_names=list(OUTPUTS),
-                dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
-            )
+        used = _write_graph(wrapper, example, tmp, opset, exporter)
         proto = onnx.load(tmp)
-        metadata = {"reference": reference or model.config.default_reference, "gate": gate, "image_size": str(size)}
+        metadata = {"reference": reference or model.config.default_reference, "gate": gate, "image_size": str(size),
+                    "exporter": used, "torch": torch.__version__}
         if config is not None:
             saved = {k: v for k, v in config.items() if k != "source"}
             metadata["rdexpert_config"] = json.dumps(saved)
@@ -84,6 +142,14 @@ def export_onnx(
 
     with torch.no_grad():
         return atomic_write(path, write)
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an exported model (``exporter``, ``threshold``, ``rdexpert_config`` ...), weights not read."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props} | {"opset": str(_opset(path))}
 
 
 def compare_with_onnxruntime(

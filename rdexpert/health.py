@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .data import content_box, fit_image, load_image, pad_to_square
 from .metrics import roc_auc
 from .model.anomaly_map import pixel_cosine_distance
 from .runtime import autocast
@@ -56,33 +57,75 @@ class HealthSet:
     clean: torch.Tensor  # (N, 3, S, S) in [0, 1]
     augmented: torch.Tensor  # (N * draws, 3, S, S)
     masks: torch.Tensor  # (N * draws, S, S) in {0, 1}
+    # where each picture lies in its square (top, left, height, width): padding is never scored
+    clean_boxes: torch.Tensor | None = None  # (N, 4)
+    augmented_boxes: torch.Tensor | None = None  # (N * draws, 4)
 
     @classmethod
     def build(cls, images: list[np.ndarray], synthesizer: AnomalySynthesizer, draws: int = 2,
-              max_images: int = HEALTH_MAX_IMAGES, seed: int = HEALTH_SEED) -> "HealthSet":
-        """``images``: HxWx3 RGB arrays (uint8, or float in [0, 1]), already at model resolution."""
+              max_images: int = HEALTH_MAX_IMAGES, seed: int = HEALTH_SEED, size: int | None = None) -> "HealthSet":
+        """``images``: HxWx3 RGB arrays (uint8, or float in [0, 1]), already at model resolution.
+
+        With ``size``, ``images`` are pictures before padding (``fit_image(..., padded=False)``): the
+        anomalies are made on the picture, then images and masks are padded to ``size`` like the model's
+        input, so no anomaly lands in the padding.
+        """
         if not images:
             raise ValueError("the health check needs at least one held-out normal image")
         rng = np.random.default_rng(seed)
         chosen = [np.asarray(i, np.float32) / 255.0 if np.asarray(i).dtype == np.uint8 else np.asarray(i, np.float32)
                   for i in images[:max_images]]
-        augmented, masks = [], []
+        augmented, masks, boxes = [], [], []
         for image in chosen:
             foreground = synthesizer.foreground_mask(image)
             for _ in range(max(1, draws)):
                 anomaly = synthesizer(image, rng, foreground)
                 augmented.append(anomaly.image)
                 masks.append(anomaly.mask)
+                boxes.append(image.shape[:2])
+        if size is None:
+            extra = {}
+        else:
+            box_of = lambda shape: tuple(content_box(*shape, size, "pad"))  # noqa: E731
+            extra = {"clean_boxes": torch.tensor([box_of(i.shape[:2]) for i in chosen]),
+                     "augmented_boxes": torch.tensor([box_of(shape) for shape in boxes])}
+            chosen, augmented = ([pad_to_square(i, size) for i in group] for group in (chosen, augmented))
+            masks = [pad_to_square(np.asarray(m, np.float32), size, fill="zero") for m in masks]
         as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-        return cls(as_tensor(chosen), as_tensor(augmented), torch.from_numpy(np.stack(masks)))
+        return cls(as_tensor(chosen), as_tensor(augmented), torch.from_numpy(np.stack(masks)), **extra)
 
     def __len__(self) -> int:
         return self.clean.shape[0]
 
+    def batches(self, which: str, batch_size: int) -> list:
+        """``clean`` or ``augmented`` images in batches, with their content boxes when there are any."""
+        images, boxes = getattr(self, which), getattr(self, f"{which}_boxes")
+        if boxes is None:
+            return list(images.split(batch_size))
+        return [{"image": x, "box": b} for x, b in zip(images.split(batch_size), boxes.split(batch_size))]
 
-def _scored(model, images: torch.Tensor, reference: str, device: torch.device, batch_size: int):
-    """Maps and scores of ``images`` against ``reference``, through the package's one scoring loop."""
-    scored = list(score_images(model, images.split(batch_size), device, reference=reference))
+    def inside(self) -> np.ndarray:
+        """(N * draws, S, S) bool: the pixels of the anomaly twins that are picture, not padding."""
+        inside = np.ones(self.masks.shape, bool)
+        if self.augmented_boxes is not None:
+            inside[:] = False
+            for plane, (top, left, height, width) in zip(inside, self.augmented_boxes.tolist()):
+                plane[top:top + height, left:left + width] = True
+        return inside
+
+
+def health_set_of(samples: list, model_config, synthesizer: AnomalySynthesizer, draws: int = 2,
+                  seed: int = HEALTH_SEED) -> HealthSet:
+    """The check set of ``samples`` (image files) as the model sees them (squashed, or padded: ``input_fit``)."""
+    size, fit = model_config.image_size, model_config.input_fit
+    pictures = [fit_image(load_image(s.path), size, fit, padded=fit == "squash") for s in samples]
+    return HealthSet.build(pictures, synthesizer, draws=draws, max_images=len(pictures), seed=seed,
+                           size=None if fit == "squash" else size)
+
+
+def _scored(model, batches: list, reference: str, device: torch.device):
+    """Maps and scores of ``batches`` against ``reference``, through the package's one scoring loop."""
+    scored = list(score_images(model, batches, device, reference=reference))
     return np.concatenate([b.maps for b in scored]), np.concatenate([b.scores for b in scored])
 
 
@@ -100,12 +143,13 @@ def check_health(model, health_set: HealthSet, device: torch.device, batch_size:
                 distances.append(torch.stack([pixel_cosine_distance(t, e).mean((1, 2))
                                               for t, e in zip(teacher, expert)]).mean(0))
             result["agreement"] = float(torch.cat(distances).mean())
+            inside = health_set.inside()
             masks = health_set.masks.numpy() > 0.5
             labels = np.r_[np.zeros(len(health_set)), np.ones(len(masks))]
             for reference in ("teacher", "expert"):
-                aug_maps, aug_scores = _scored(model, health_set.augmented, reference, device, batch_size)
-                _, clean_scores = _scored(model, health_set.clean, reference, device, batch_size)
-                result[f"separation_{reference}"] = roc_auc(aug_maps, masks)
+                aug_maps, aug_scores = _scored(model, health_set.batches("augmented", batch_size), reference, device)
+                _, clean_scores = _scored(model, health_set.batches("clean", batch_size), reference, device)
+                result[f"separation_{reference}"] = roc_auc(aug_maps[inside], masks[inside])
                 result[f"image_separation_{reference}"] = roc_auc(np.r_[clean_scores, aug_scores], labels)
                 result[f"normal_score_{reference}"] = float(clean_scores.mean())
     finally:

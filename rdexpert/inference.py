@@ -1,6 +1,7 @@
 """Predictor: a trained checkpoint (local folder or Hub reference) applied to images, with calibrated decisions.
 
-Images are read and resized exactly as in training and testing (``rdexpert.data``),
+Images are read and fitted to the square input exactly as in training and testing (``rdexpert.data``:
+squashed, or padded with their aspect ratio kept, as the checkpoint's ``input_fit`` says),
 batched, and run on CUDA with autocast when present, on the CPU otherwise. The
 inference-time switches of DESIGN.md §3.4 (reference teacher/expert, GII gate
 gated/open/closed) are arguments of :meth:`Predictor.predict`: no reload.
@@ -15,37 +16,48 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from .calibration import Calibration
 from .checkpoint import CheckpointError, load_checkpoint
-from .data import ImageLoadError, image_to_tensor, list_images, load_image, resize_image, to_rgb
+from .data import ImageLoadError, content_box, fit_image, image_to_tensor, list_images, load_image, to_rgb
 from .hub.resolve import hub_reference
 from .model import ExpertTeacherStudent
 from .ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
 from .runtime import resolve_device
-from .scoring import score_images
+from .scoring import content_scores, score_images
 
 
 @dataclass
 class Prediction:
-    """One image's result; every map is aligned with ``image`` (the resized input)."""
+    """One image's result; every map is aligned with ``image`` (the picture as the network saw it).
+
+    A "squash" checkpoint sees every image as S x S; a "pad" one sees it at its own aspect ratio, padded to
+    S x S: ``image`` and the maps are then the picture's region only (e.g. S x 0.6 S), the padding cut off.
+    """
 
     path: str | None
-    image: np.ndarray  # S x S x 3 uint8, the resized input the maps align with
-    score: float  # raw image score (max of the fused map)
+    image: np.ndarray  # the input the maps align with, uint8: S x S x 3 squashed, or the padded input's picture region
+    score: float  # raw image score (max of the fused map, over the picture only)
     normalized_score: float  # calibrated: the threshold maps to 0.5
     label: int  # 1 = anomalous (score >= threshold)
-    anomaly_map: np.ndarray  # S x S float32, fused and blurred
-    scale_maps: list[np.ndarray]  # [stride 4, stride 8, stride 16] maps, each S x S float32
+    anomaly_map: np.ndarray  # float32, fused and blurred, the shape of ``image``
+    scale_maps: list[np.ndarray]  # [stride 4, stride 8, stride 16] maps, float32, the shape of ``image``
     # not the trained product at all (then the verdict above means nothing); None: the checkpoint has no such check
     out_of_distribution: bool | None = None
     ood_score: float | None = None  # out-of-distribution distance / its threshold: above 1 = out of distribution
-    # (height, width) of the image as given: the network sees it squashed to S x S, pictures of the result are
-    # drawn back at this aspect ratio (None: unknown)
+    # (height, width) of the image as given: pictures of the result are drawn back at this aspect ratio (None: unknown)
     original_size: tuple[int, int] | None = None
+
+    def map_at_original_size(self) -> np.ndarray:
+        """The anomaly map resized (bilinear) to ``original_size``, to lay over the image as given."""
+        if not self.original_size:
+            return self.anomaly_map
+        height, width = self.original_size
+        return cv2.resize(self.anomaly_map, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _gather(inputs) -> tuple[list[tuple[str | None, object]], bool]:
@@ -91,7 +103,8 @@ class Predictor:
         ood: OutOfDistribution | None = None,
     ):
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        # inference-only from here: BatchNorm folded, channels-last (ExpertTeacherStudent.prepare_for_inference)
+        self.model = model.to(self.device).prepare_for_inference()
         self.config = config
         self.ood = ood
         try:
@@ -182,8 +195,10 @@ class Predictor:
         predictions = list(self._predict_items(items, reference, gate, batch_size, None if single else skipped))
         return predictions[0] if single else predictions
 
-    def _load_chunk(self, chunk, skipped: list | None) -> tuple[list, list[np.ndarray], list[tuple[int, int]]]:
-        kept, images, sizes = [], [], []
+    def _load_chunk(self, chunk, skipped: list | None) -> tuple[list, list[np.ndarray], list[tuple[int, int]], list]:
+        """The readable items of ``chunk``, their fitted inputs, their sizes as given and their content boxes."""
+        kept, images, sizes, boxes = [], [], [], []
+        fit = self.model.config.input_fit
         for path, source in chunk:
             try:
                 image = _load(source)
@@ -194,29 +209,31 @@ class Predictor:
                 continue
             kept.append((path, source))
             sizes.append(tuple(image.shape[:2]))
-            images.append(resize_image(image, self.image_size))
-        return kept, images, sizes
+            boxes.append(content_box(image.shape[0], image.shape[1], self.image_size, fit))
+            images.append(fit_image(image, self.image_size, fit))
+        return kept, images, sizes, boxes
 
     def _predict_items(self, items, reference: str, gate: str, batch_size: int,
                        skipped: list | None = None) -> Iterator[Prediction]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(items), batch_size):
-            chunk, images, sizes = self._load_chunk(items[start : start + batch_size], skipped)
+            chunk, images, sizes, boxes = self._load_chunk(items[start : start + batch_size], skipped)
             if not chunk:
                 continue
-            fused, scales, scores, ood_scores = self._forward(images, reference, gate)
+            fused, scales, _, ood_scores = self._forward(images, reference, gate)
+            scores = content_scores(fused, boxes)  # the padding (if any) is never scored
             for i, (path, _) in enumerate(chunk):
-                score = float(scores[i])
+                score, box = float(scores[i]), boxes[i]
                 ood_score = None if ood_scores is None else float(ood_scores[i])
                 yield Prediction(
                     path=path,
-                    image=images[i],
+                    image=np.ascontiguousarray(box.crop(images[i])),
                     score=score,
                     normalized_score=self.normalize(score),
                     label=self.calibration.label(score),
-                    anomaly_map=fused[i].copy(),
-                    scale_maps=[scales[i, k].copy() for k in range(scales.shape[1])],
+                    anomaly_map=box.crop(fused[i]).copy(),
+                    scale_maps=[box.crop(scales[i, k]).copy() for k in range(scales.shape[1])],
                     out_of_distribution=None if ood_score is None else ood_score > 1.0,
                     ood_score=ood_score,
                     original_size=sizes[i],

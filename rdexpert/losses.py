@@ -12,7 +12,8 @@ Features = list[torch.Tensor]
 
 def global_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """D(a, b): batch mean of 1 - cos between whole flattened feature maps (RD's loss)."""
-    return (1 - F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1)).mean()
+    a, b = (t.flatten(1) if t.dtype == torch.float64 else t.flatten(1).float() for t in (a, b))
+    return (1 - F.cosine_similarity(a, b, dim=1)).mean()
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -70,7 +70,8 @@ def expert_pooled(model: ExpertTeacherStudent, images: torch.Tensor, device: tor
 
 def pooled_samples(model: ExpertTeacherStudent, samples: list, image_size: int, device: torch.device) -> torch.Tensor:
     """Pooled expert features of labelled samples, in order."""
-    return torch.cat([expert_pooled(model, batch["image"], device) for batch in sample_batches(samples, image_size)])
+    batches = sample_batches(samples, image_size, fit=model.config.input_fit)
+    return torch.cat([expert_pooled(model, batch["image"], device) for batch in batches])
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .calibrate import calibrate
 from .checkpoint import save_checkpoint
-from .data import SyntheticAnomalyDataset, list_samples, load_image, resize_image, split_holdout
-from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference
+from . import distributed
+from .data import SyntheticAnomalyDataset, train_and_holdout
+from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference, health_set_of
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
 from .model import ExpertTeacherStudent
@@ -84,6 +86,27 @@ def initialise_student(model: ExpertTeacherStudent, scheme: str) -> None:
             torch.nn.init.xavier_normal_(module.weight)
 
 
+def warm_start(model: ExpertTeacherStudent, source: str) -> dict:
+    """Start from a trained checkpoint's teacher and student (same backbone), not from the expert and a fresh student.
+
+    Every trainable tensor whose name and shape both models share is copied (an `rd` source has no
+    trained teacher: the teacher then starts from the expert as usual). Returns what was copied.
+    """
+    from .checkpoint import load_checkpoint  # the loading layer's full reader: local folders, Hub refs, fp16
+
+    trained, config = load_checkpoint(source, pretrained_expert=False)
+    if trained.config.backbone != model.config.backbone:
+        raise ValueError(f"warm start from {source}: its backbone is {trained.config.backbone}, this run's "
+                         f"{model.config.backbone}; warm starts need the same backbone")
+    ours = model.trainable_state_dict()
+    theirs = {k: v for k, v in trained.trainable_state_dict().items() if k in ours and v.shape == ours[k].shape}
+    if not any(k.startswith(("ocbe.", "decoder.")) for k in theirs):
+        raise ValueError(f"warm start from {source}: no student weights fit this {model.config.variant} model")
+    model.load_state_dict({k: v.to(ours[k].dtype) for k, v in theirs.items()}, strict=False)
+    return {"source": str(source), "variant": trained.config.variant, "tensors": len(theirs), "of": len(ours),
+            "weights_sha256": config.get("weights_sha256")}
+
+
 def scheduled_iterations(iterations: int, images: int, batch_size: int, schedule: str) -> int:
     """``"epochs"`` (the released code): whole epochs, the last partial batch kept, until ``iterations`` is
     reached, so the count rounds up to a whole epoch; ``"iterations"``: exactly ``iterations``."""
@@ -112,29 +135,33 @@ def train_step(
     device: torch.device,
     teacher_bn: str = "batch",
     recipe: Recipe | None = None,
+    parallel: "ParallelParts | None" = None,
 ) -> dict[str, float]:
     """One iteration of the two-step loop; returns the losses as floats.
 
     ``recipe`` (default ``improved``) decides the teacher-loss mask resize, the student's BatchNorm
-    passes and the precision."""
+    passes and the precision. ``parallel`` holds the DDP-wrapped teacher and student of a
+    ``--distributed ddp`` run (their gradients are averaged over the ranks)."""
     recipe = recipe or get_recipe("improved")
+    student_net = parallel.student if parallel is not None else model.student
     precision = recipe.precision
     variant = model.variant
     memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
+    dtype = next(model.ocbe.parameters()).dtype  # float32, or float64 for an exact check (tests/ddp_steps.py)
+    x = batch["image"].to(device, dtype, non_blocking=True).contiguous(memory_format=memory)
     n = x.shape[0]
     use_augmented = variant.augmented_student or variant.train_teacher
     losses: dict[str, float] = {}
     with torch.no_grad(), autocast(device, precision):
         if use_augmented:
-            x_aug = batch["augmented"].to(device, non_blocking=True).contiguous(memory_format=memory)
+            x_aug = batch["augmented"].to(device, dtype, non_blocking=True).contiguous(memory_format=memory)
             expert_clean, expert_aug = _split(model.expert(torch.cat([x, x_aug])), n)
         else:
             expert_clean = model.expert(x)
 
     if variant.train_teacher:  # step 1: teacher against the frozen expert
-        teacher = teacher_train_mode(model.trained_teacher, teacher_bn)
-        mask = batch["mask"].to(device, non_blocking=True)
+        teacher = teacher_train_mode(parallel.teacher if parallel is not None else model.trained_teacher, teacher_bn)
+        mask = batch["mask"].to(device, dtype, non_blocking=True)
         with autocast(device, precision):
             loss_t = teacher_loss(teacher(x), teacher(x_aug), expert_clean, expert_aug, mask, recipe.mask_resize)
         teacher_optimizer.zero_grad(set_to_none=True)
@@ -153,40 +180,88 @@ def train_step(
     # normalises clean and defective features together
     with autocast(device, precision):
         if not variant.augmented_student:
-            students = [model.student(teacher_clean)]
+            students = [student_net(teacher_clean)]
         elif recipe.student_bn_passes == 2:
-            students = [model.student(teacher_clean), model.student(teacher_aug)]
+            students = [student_net(teacher_clean), student_net(teacher_aug)]
         else:
-            students = list(_split(model.student([torch.cat([c, a]) for c, a in zip(teacher_clean, teacher_aug)]), n))
+            students = list(_split(student_net([torch.cat([c, a]) for c, a in zip(teacher_clean, teacher_aug)]), n))
         targets = [teacher_clean] + ([expert_clean] if variant.expert_targets else [])
         loss_s = student_loss(students, targets)
     student_optimizer.zero_grad(set_to_none=True)
     loss_s.backward()
     student_optimizer.step()
     losses["student"] = loss_s.item()
-    return losses
+    return distributed.mean_over_ranks(losses) if parallel is not None else losses
+
+
+class StudentNet(torch.nn.Module):
+    """The student (bottleneck + decoder) as one module, the unit DistributedDataParallel wraps."""
+
+    def __init__(self, model: ExpertTeacherStudent):
+        super().__init__()
+        self.ocbe, self.decoder = model.ocbe, model.decoder
+
+    def forward(self, teacher_features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.decoder(self.ocbe(teacher_features), teacher_features)
+
+
+class ParallelParts:
+    """Teacher and student of one model, with BatchNorm over the global batch, wrapped for DDP."""
+
+    def __init__(self, model: ExpertTeacherStudent, device: torch.device):
+        ids = [device.index] if device.type == "cuda" else None
+
+        def wrap(module: torch.nn.Module) -> DistributedDataParallel:
+            # BatchNorm statistics are synchronised, so every rank's buffers stay equal without broadcasting;
+            # timm's feature extractors keep stages past the last feature map, whose weights get no gradient
+            return DistributedDataParallel(module, device_ids=ids, forward_sync_buffers=False,
+                                           find_unused_parameters=True)
+
+        distributed.synchronise_batchnorm(model.ocbe)
+        distributed.synchronise_batchnorm(model.decoder)
+        self.student = wrap(StudentNet(model))
+        self.teacher = None
+        if model.trained_teacher is not None:
+            model.trained_teacher = distributed.synchronise_batchnorm(model.trained_teacher)
+            self.teacher = wrap(model.trained_teacher)
+
+
+DISTRIBUTED_MODES = ("none", "ddp")
 
 
 class Trainer:
-    """Runs a :class:`TrainConfig` to a checkpoint folder, resuming an interrupted run in the same folder."""
+    """Runs a :class:`TrainConfig` to a checkpoint folder, resuming an interrupted run in the same folder.
 
-    def __init__(self, config: TrainConfig, progress: bool = True, callback=None, on_health=None):
+    ``distributed_mode="ddp"`` (under torchrun) trains the one category on every rank together: each rank
+    takes an equal share of every batch (the global batch stays the config's), gradients and
+    BatchNorm statistics are averaged over the ranks, and rank 0 writes the checkpoint.
+    """
+
+    def __init__(self, config: TrainConfig, progress: bool = True, callback=None, on_health=None,
+                 distributed_mode: str = "none"):
+        if distributed_mode not in DISTRIBUTED_MODES:
+            raise ValueError(f"unknown distributed mode {distributed_mode!r}; choose one of {DISTRIBUTED_MODES}")
         self.config = config
         self.out = Path(config.out)
-        self.progress = progress
         self.callback = callback  # called as callback(iteration, losses) after every step; may raise to cancel
         self.on_health = on_health  # called with each health check's dict (rdexpert.health)
-        self.device = resolve_device(config.device)
+        self.worker = distributed.Worker.from_env() if distributed_mode == "ddp" else distributed.Worker()
+        self.parallel = self.worker.world_size > 1
+        self.progress = progress and self.worker.is_main
+        self.device = resolve_device(self.worker.device(config.device))
         self.recipe = config.resolved_recipe()
+        if self.parallel and config.batch_size % self.worker.world_size:
+            raise ValueError(f"--distributed ddp splits each batch over the {self.worker.world_size} ranks: the batch "
+                             f"size ({config.batch_size}) must be a multiple of it")
 
     # -- data -------------------------------------------------------------------------------
     def _datasets(self):
         c = self.config
-        normal = list_samples(c.data_root, c.category, "train", layout=c.layout)
-        normal = [s for s in normal if s.label == 0]
-        if not normal:
+        # the dataset's own held-out normals where it has them (MVTec AD 2 validation/good), else a split
+        train, holdout = train_and_holdout(c.data_root, c.category, c.layout, c.holdout_fraction, seed=c.seed)
+        if not train:
             raise ValueError(f"no normal training images found for category {c.category!r} in {c.data_root}")
-        train, holdout = split_holdout(normal, c.holdout_fraction, seed=c.seed)
+        normal = train + holdout
         if not holdout and c.holdout_fraction == 0:
             warnings.warn(
                 f"holdout fraction 0 (recipe {c.recipe!r}: every normal image trains, as the authors did): the threshold "
@@ -200,13 +275,13 @@ class Trainer:
                 "trustworthy threshold", UserWarning, stacklevel=2)
         method = foreground_method_for(c.category, c.foreground, table=self.recipe.foreground_table)
         synthesizer = c.synthesizer(method)
-        train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method)
+        train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method,
+                                            fit=c.model_config().input_fit)
         return train_set.preload(), holdout, method, synthesizer
 
     def _health_set(self, samples: list, synthesizer: AnomalySynthesizer) -> HealthSet:
-        size = self.config.image_size
-        images = [resize_image(load_image(s.path), size) for s in samples[:HEALTH_MAX_IMAGES]]
-        return HealthSet.build(images, synthesizer, draws=self.config.health_draws)
+        return health_set_of(samples[:HEALTH_MAX_IMAGES], self.config.model_config(), synthesizer,
+                             draws=self.config.health_draws)
 
     def _check_health(self, model, health_set: HealthSet, iteration: int, history: dict) -> dict:
         result = {"iteration": iteration, **check_health(model, health_set, self.device)}
@@ -224,22 +299,36 @@ class Trainer:
         # CPU default 0: a loader worker competes with the training step for the few cores
         # (bench/loader_workers.py: 1.03 s/it with 0 workers, 1.45 with 1, on 2 cores); on CUDA 4 keep the GPU fed
         workers = c.num_workers if c.num_workers is not None else (4 if self.device.type == "cuda" else 0)
+        world = self.worker.world_size
+        # the released code keeps the last partial batch of an epoch
+        drop_last = self.recipe.schedule == "iterations" and len(dataset) >= c.batch_size
         epoch = start_epoch
         while True:
             dataset.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_size=min(c.batch_size, len(dataset)),
-                shuffle=True,
-                # the released code keeps the last partial batch of an epoch
-                drop_last=self.recipe.schedule == "iterations" and len(dataset) >= c.batch_size,
-                generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch),
-                num_workers=workers,
-                pin_memory=self.device.type == "cuda",
-            )
+            order = dict(batch_size=min(c.batch_size, len(dataset)), shuffle=True, drop_last=drop_last,
+                         generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch))
+            if self.parallel:
+                order = dict(batch_sampler=self._rank_shares(len(dataset), order))
+            loader = DataLoader(dataset, num_workers=workers, pin_memory=self.device.type == "cuda", **order)
             for batch in loader:
                 yield epoch, batch
             epoch += 1
+
+    def _barrier(self) -> None:
+        """Wait for the other ranks of a DDP run (a multi-category job's ranks train apart and never wait here)."""
+        if self.parallel:
+            distributed.barrier()
+
+    def _rank_shares(self, size: int, order: dict) -> list[list[int]]:
+        """This rank's share of each batch a single process would draw: positions r, r + world, ... of it.
+
+        The single-process batches come from a DataLoader over the bare indices with the same
+        shuffle settings, so the ranks' shares make up exactly the batches of a one-process run.
+        A last batch too small to give every rank an image is dropped (a rank without data would stall DDP).
+        """
+        world, rank = self.worker.world_size, self.worker.rank
+        batches = [batch.tolist() for batch in DataLoader(range(size), **order)]
+        return [batch[rank::world] for batch in batches if len(batch) >= world]
 
     # -- resume state ------------------------------------------------------------------------
     @property
@@ -247,6 +336,8 @@ class Trainer:
         return self.out / "resume"
 
     def _save_state(self, model, optimizers, iteration, epoch, history, elapsed):
+        if not self.worker.is_main:  # the ranks hold the same weights; one copy is kept
+            return
         tensors = {f"model.{k}": v for k, v in model.trainable_state_dict().items()}
         groups = {}
         for name, optimizer in optimizers.items():
@@ -294,14 +385,20 @@ class Trainer:
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> Path:
         c = self.config
-        for stale in [*self.out.glob(".*.tmp"), *self.state_dir.glob(".*.tmp")]:
-            stale.unlink(missing_ok=True)  # half-written files of a run killed mid-save (rdexpert.io.atomic_write)
+        if self.parallel:
+            distributed.start_group(self.worker, self.device)
+            self.worker.limit_cpu_threads()
+        if self.worker.is_main:
+            for stale in [*self.out.glob(".*.tmp"), *self.state_dir.glob(".*.tmp")]:
+                stale.unlink(missing_ok=True)  # half-written files of a run killed mid-save (rdexpert.io.atomic_write)
+        self._barrier()
         torch.manual_seed(c.seed)
         np.random.seed(c.seed % 2**32)
         dataset, holdout, foreground, synthesizer = self._datasets()
         health_set = self._health_set(holdout or dataset.samples, synthesizer)
         model = ExpertTeacherStudent(c.model_config(), pretrained=c.pretrained)
         initialise_student(model, self.recipe.student_init)
+        warm = warm_start(model, c.init_from) if c.init_from else None
         model = model.to(self.device)
         total = scheduled_iterations(c.iterations, len(dataset), c.batch_size, self.recipe.schedule)
         if self.device.type == "cuda":
@@ -318,6 +415,10 @@ class Trainer:
         if resumed is not None:
             start, epoch, history, elapsed = resumed
             epoch += 1  # continue with fresh synthetic anomalies
+        if self.parallel and len(set(distributed.gather(start))) > 1:
+            raise RuntimeError(f"the ranks found different resume states in {self.out} (iterations "
+                               f"{distributed.gather(start)}): DDP resumes need one output folder all ranks see")
+        parallel = ParallelParts(model, self.device) if self.parallel else None
         model.train()
         batches = self._batches(dataset, epoch)
         bar = tqdm(
@@ -332,7 +433,7 @@ class Trainer:
             while iteration < total:
                 epoch, batch = next(batches)
                 losses = train_step(model, batch, teacher_optimizer, student_optimizer, self.device, c.teacher_bn,
-                                    self.recipe)
+                                    self.recipe, parallel)
                 iteration += 1
                 history["iteration"].append(iteration)
                 for name, value in losses.items():
@@ -343,7 +444,7 @@ class Trainer:
                 bar.update(1)
                 if self.callback is not None:
                     self.callback(iteration, losses)
-                if c.health_every and iteration % c.health_every == 0 and iteration < total:
+                if c.health_every and iteration % c.health_every == 0 and iteration < total and self.worker.is_main:
                     self._check_health(model, health_set, iteration, history)
                 due = iteration % c.save_every == 0 or time.perf_counter() - last_save >= c.save_seconds
                 if due and iteration < total:
@@ -357,6 +458,9 @@ class Trainer:
             bar.close()
             restore_sigterm()
         train_seconds = time.perf_counter() - began
+        if not self.worker.is_main:  # rank 0 checks, calibrates and saves the one model the ranks share
+            self._barrier()
+            return self.out
         final_health = self._check_health(model, health_set, iteration, history)
         reference, reason = choose_reference(final_health) if model.variant.train_teacher else ("teacher", "the teacher is the expert")
         model.set_default_reference(reference)
@@ -374,7 +478,9 @@ class Trainer:
                       "holdout_images": len(holdout), "train_seconds": round(train_seconds, 1),
                       "iterations_run": total, "recipe_choices": self.recipe.to_dict(),
                       "recipe_deviations": self.recipe.deviations(),
-                      "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(total, 1), 4)},
+                      "ran_on": str(self.device), "seconds_per_iteration": round(train_seconds / max(total, 1), 4),
+                      "worker": distributed.Worker.from_env().describe(), **({"warm_start": warm} if warm else {}),
+                      **({"distributed": {"mode": "ddp", "world_size": self.worker.world_size}} if self.parallel else {})},
             dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
             calibration=calibration,
             health={"final": final_health, "reason": reason,  # the choice itself is model.default_reference
@@ -383,9 +489,10 @@ class Trainer:
             **({"ood": save_ood(ood, self.out)} if ood is not None else {}),  # its file before the config
         )
         shutil.rmtree(self.state_dir, ignore_errors=True)  # the finished checkpoint supersedes it
+        self._barrier()
         return self.out
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
+def train(config: TrainConfig, progress: bool = True, distributed_mode: str = "none") -> Path:
     """Train and save; returns the checkpoint folder."""
-    return Trainer(config, progress=progress).fit()
+    return Trainer(config, progress=progress, distributed_mode=distributed_mode).fit()

@@ -69,6 +69,9 @@ class TrainConfig:
     teacher_bn: str = "batch"
     health_every: int | None = None  # iterations between health checks (rdexpert.health); None: iterations // 8
     health_draws: int = 2  # synthetic anomalies per held-out image in the health check
+    # warm start: a checkpoint (folder or Hub reference) with the same backbone whose trained teacher and
+    # student weights replace the fresh ones before the first step (rdexpert.train.warm_start)
+    init_from: str | None = None
 
     def __post_init__(self):
         if self.preset not in PRESETS:
@@ -109,7 +112,7 @@ class TrainConfig:
         recipe = self.resolved_recipe()
         return ModelConfig(backbone=self.backbone, variant=self.variant, image_size=self.image_size,
                            map_align_corners=recipe.map_align_corners, blur_border=recipe.blur_border,
-                           precision=recipe.precision)
+                           precision=recipe.precision, input_fit=recipe.input_fit)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -186,38 +186,6 @@ def test_broken_and_missing_checkpoints_become_messages(tmp_path):
     assert "broken" in text and "model.safetensors" in text and "absent" in text
 
 
-def test_hub_categories_are_discovered(monkeypatch, tmp_path):
-    import huggingface_hub
-
-    class FakeApi:
-        def list_repo_files(self, repo_id, revision=None):
-            assert repo_id == "org/models" and revision == "v1"
-            return ["README.md", "metal_plate/config.json", "metal_plate/model.safetensors", "screw/config.json"]
-
-    def fake_download(repo_id, filename, revision=None):
-        category = filename.split("/")[0]
-        path = tmp_path / category / "config.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"model": {"variant": "full"}, "dataset": {"category": category}}))
-        return str(path)
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    registry = Registry()
-    entries = registry.add_hub("org/models@v1")
-    assert [e.ref for e in entries] == ["org/models/metal_plate@v1", "org/models/screw@v1"]
-    assert [e.category for e in entries] == ["metal_plate", "screw"] and all(e.ok for e in entries)
-
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    monkeypatch.setattr(FakeApi, "list_repo_files", offline)
-    assert Registry().add_hub("org/models") == []
-    broken = Registry()
-    broken.add_hub("org/models")
-    assert "Could not list" in broken.messages[0]
-
-
 def test_app_module_exposes_demo_and_main(monkeypatch):
     import runpy
 
@@ -340,7 +308,7 @@ def test_finetune_eta_is_measured_and_cancel_clears_it(tmp_path, monkeypatch):
         good.append(tmp_path / f"{i}.png")
         good[-1].write_bytes(_png_bytes(i))
     cfg, visitor = AppConfig(registry=Registry(), workdir=tmp_path / "work"), _request("carol")
-    run = finetune(cfg, [str(p) for p in good], None, None, None, "rd", 64, 2000, "eta", visitor)
+    run = finetune(cfg, [str(p) for p in good], None, None, None, "rd", 64, 2000, "eta", False, visitor)
     status = next(run)[0]
     while cfg.sessions.get(visitor).job.snapshot()["iteration"] < 10:
         status = next(run)[0]
@@ -450,6 +418,25 @@ def test_inspect_draws_a_non_square_image_at_its_own_aspect_ratio(app_registry, 
     assert item.original_size == (300, 400) and item.image.shape[0] == item.image.shape[1]  # the network's input
     for shown in (picture, fused, *scales):
         assert shown.shape[1] / shown.shape[0] == pytest.approx(4 / 3, abs=0.02)
+
+
+def test_an_example_shows_its_ground_truth_beside_the_verdict(app_registry, tmp_path):
+    """An example's caption is its ground truth; Inspect shows it beside the model's verdict, an upload without."""
+    from rdexpert.app.header import first_choice
+    from rdexpert.app.server import example_images
+    from rdexpert.app.sessions import Sessions
+    from rdexpert.app.tab_inspect import inspect, inspect_example
+
+    examples = example_images(ROOT / "assets")
+    normal, defective = (next(i for i, (_, c) in enumerate(examples) if c.startswith(w)) for w in ("normal", "defec"))
+    sessions, key = Sessions(app_registry, tmp_path), first_choice(app_registry)
+    for index, truth in ((normal, "normal"), (defective, "defective")):
+        state, gallery, *_, verdict, info, message = inspect_example(sessions, examples, key, 0.5, _select(index))
+        assert state.items[0].truth == truth and f"ground truth: <b>{truth}</b>" in verdict
+        word = "ANOMALOUS" if 'data-verdict="anomalous"' in verdict else "NORMAL"
+        assert f"model: <b>{word}</b>" in verdict
+    *_, verdict, info, message = inspect(app_registry, key, [examples[defective][0]], 0.5)
+    assert "calibrated score" in verdict and "ground truth" not in verdict  # uploaded: its truth is not known
 
 
 def test_inspect_handler_refusals_are_messages(tmp_path):
@@ -573,7 +560,7 @@ def test_finetune_and_evaluate_handlers_refuse_without_a_browser(tmp_path):
 
     registry = Registry()
     cfg = AppConfig(registry=registry, workdir=tmp_path)
-    status, *_ = next(finetune(cfg, None, None, None, None, "full", 64, 3, "x", None))
+    status, *_ = next(finetune(cfg, None, None, None, None, "full", 64, 3, "x", False, None))
     assert "Upload normal images" in status
     assert "No fine-tune is running" in cancel(cfg.sessions, None)
     assert evaluate_checkpoint(registry, {}, [], None)[0] == "Choose a checkpoint first."
@@ -665,7 +652,7 @@ def alice(served_app, tmp_path_factory, one_thread):
     demo, url = served_app
     cfg = demo.rdx_config
     upload = _mpdd_zip(tmp_path_factory.mktemp("alice") / "alice.zip", normal=4, defects=1, size=64)
-    outputs = list(finetune(cfg, [str(upload)], None, None, None, "rd", 64, 2, "alice-parts", _request("alice")))
+    outputs = list(finetune(cfg, [str(upload)], None, None, None, "rd", 64, 2, "alice-parts", False, _request("alice")))
     session = cfg.sessions.get(_request("alice"))
     assert session.job is not None and session.job.status == "done", outputs[-1][0]
     return {"cfg": cfg, "url": url, "last": outputs[-1], "job": session.job, "session": session}
@@ -710,9 +697,27 @@ def test_fine_tunes_belong_to_the_session_that_made_them(alice):
     assert "Cannot evaluate" in evaluate_selected(sessions, collections.OrderedDict(), [ROOT], key, bob)[0]
     assert "unknown checkpoint" in describe_selected(sessions, key, bob)
     upload = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "good_test_00012.png")]
-    status, *_ = next(finetune(cfg, upload, None, None, key, "rd", 64, 2, "bob", bob))
+    status, *_ = next(finetune(cfg, upload, None, None, key, "rd", 64, 2, "bob", False, bob))
     assert "unknown checkpoint" in status  # not even as "Start from"
     assert isinstance(refresh(sessions, bob)[0], gr.Dropdown)
+
+
+def test_warm_start_fine_tune_begins_from_the_chosen_checkpoint(alice):
+    """"Warm start" with a checkpoint in "Start from": the run begins from its trained weights, and says so."""
+    import json
+
+    from rdexpert.app.tab_finetune import finetune
+
+    cfg, request = alice["cfg"], _request("alice")
+    base = next(k for k in cfg.sessions.registry_for(request).choices() if "alice-parts" in k)
+    upload = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "good_test_00012.png")]
+    outputs = list(finetune(cfg, upload, None, None, base, "rd", 64, 1, "alice-warm", True, request))
+    job = cfg.sessions.get(request).job
+    assert job.status == "done", outputs[-1][0]
+    assert "warm start" in " ".join(str(o) for o in outputs[0] if isinstance(o, str))
+    training = json.loads((job.out / "config.json").read_text())["training"]
+    assert training["warm_start"]["source"] == str(alice["job"].out)
+    assert training["warm_start"]["tensors"] == training["warm_start"]["of"]
 
 
 def test_workdir_files_are_not_served_and_the_download_only_to_its_owner(alice):
@@ -809,7 +814,7 @@ def test_truncated_jpeg_is_a_message_in_inspect_and_refused_at_upload(app_regist
     with pytest.raises(UploadError, match=r"half_part\.jpg.*truncated"):
         prepare_dataset(tmp_path / "d2", [archive])
     cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
-    status, *_ = next(finetune(cfg, [*map(str, good), str(truncated)], None, None, None, "rd", 64, 2, "t", None))
+    status, *_ = next(finetune(cfg, [*map(str, good), str(truncated)], None, None, None, "rd", 64, 2, "t", False, None))
     assert "Upload refused" in status and "half_part.jpg" in status and str(tmp_path) not in status
 
 
@@ -842,7 +847,7 @@ def test_a_zip_with_a_corrupt_or_lying_header_is_refused_with_a_message(tmp_path
             prepare_dataset(tmp_path / archive.stem, [archive])
         assert not (tmp_path / archive.stem).exists()
         cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
-        status, *_ = next(finetune(cfg, [str(archive)], None, None, None, "rd", 64, 2, "t", None))
+        status, *_ = next(finetune(cfg, [str(archive)], None, None, None, "rd", 64, 2, "t", False, None))
         assert "Upload refused" in status and str(tmp_path) not in status, status
 
 
@@ -891,7 +896,7 @@ def test_a_failed_job_and_a_full_disk_are_messages_without_paths(tmp_path, monke
 
     monkeypatch.setattr(tab_finetune, "prepare_dataset", full_disk)
     cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
-    status, *_ = next(tab_finetune.finetune(cfg, ["x.png"], None, None, None, "rd", 64, 2, "t", None))
+    status, *_ = next(tab_finetune.finetune(cfg, ["x.png"], None, None, None, "rd", 64, 2, "t", False, None))
     assert "could not store your upload" in status and "No space left" in status
 
 
@@ -1039,10 +1044,13 @@ def test_page_inspect_example_and_threshold(page):
     verdict = page.locator("#rdx-verdict").inner_text()
     assert "device cpu" in verdict or "device cuda" in verdict
     assert "threshold 0.50" in verdict
+    # (b) a defect example: ANOMALOUS, how many times the threshold, and the example's ground truth beside it
+    assert "ANOMALOUS" in verdict and re.search(r"\d+\.\d × threshold", verdict), verdict
+    assert "ground truth: defective · model: ANOMALOUS (agrees)" in verdict
     for k in range(3):
         assert page.locator(f"#rdx-scale-{k} img").count() == 1
     assert page.locator("#rdx-fused img").count() == 1
-    _shot(page, "inspect")
+    _shot(page, "inspect_defect_example")
 
     fused_before = page.locator("#rdx-fused img").get_attribute("src")
     slider = page.locator("#rdx-threshold input[type=number]")
@@ -1058,6 +1066,65 @@ def test_page_inspect_example_and_threshold(page):
     slider.fill("0.5")
     slider.press("Enter")
     _wait_text(page, "#rdx-verdict", "threshold 0.50")
+
+
+def _inspect_upload(page, paths: list[Path], name: str) -> str:
+    """Upload ``paths`` in Inspect, run it, wait until ``name`` is shown; the verdict's text (upload cleared)."""
+    _tab(page, "Inspect")
+    page.locator("#rdx-files input[type=file]").set_input_files([str(p) for p in paths])
+    page.wait_for_timeout(500)
+    page.locator("#rdx-run").click()
+    _wait_text(page, "#rdx-inspect-info", name)
+    return page.locator("#rdx-verdict").inner_text()
+
+
+def _clear_upload(page) -> None:
+    page.locator("#rdx-files button[aria-label=Clear]").click()
+
+
+def test_page_inspect_normal_example(page):
+    """(a) The normal example: verdict NORMAL, with the example's ground truth (its caption) beside it."""
+    _tab(page, "Inspect")
+    caption = page.locator("#rdx-examples .caption-label").nth(1).inner_text()
+    assert caption.startswith("normal:")
+    page.locator("#rdx-examples button.thumbnail-item").nth(1).click()
+    _wait_text(page, "#rdx-verdict", "ground truth: normal")
+    verdict = page.locator("#rdx-verdict").inner_text()
+    assert verdict.startswith("NORMAL") and "ANOMALOUS" not in verdict
+    assert "ground truth: normal · model: NORMAL (agrees)" in verdict
+    assert caption.split(": ")[1] in page.locator("#rdx-inspect-info").inner_text()  # the example's file
+    _shot(page, "inspect_normal_example")
+
+
+def test_page_a_texture_is_flagged_as_not_the_trained_product(page, app_checkpoints, dtd_root):
+    """(c) A DTD texture is not a metal plate: the out-of-distribution warning stands above the verdict."""
+    if not app_checkpoints["demo"]:
+        pytest.skip("the shipped demo checkpoint (with its out-of-distribution check) is not here")
+    texture = dtd_root / "banded" / "banded_0002.jpg"
+    verdict = _inspect_upload(page, [texture], texture.name)
+    assert "Not what this model was trained on" in verdict and "metal_plate" in verdict
+    assert "the verdict below is not meaningful" in verdict and "ground truth" not in verdict
+    warning, shown = page.locator("#rdx-verdict .rdx-ood"), page.locator("#rdx-verdict .rdx-verdict")
+    assert warning.is_visible() and warning.bounding_box()["y"] < shown.bounding_box()["y"]
+    _shot(page, "inspect_out_of_distribution_texture")
+    _clear_upload(page)
+
+
+def test_page_a_non_square_upload_is_drawn_at_its_own_aspect_ratio(page, tmp_path):
+    """(g) A 300 x 180 crop of a plate: the input, the map and the scale maps are shown 5:3, not square."""
+    wide = tmp_path / "wide_plate.png"
+    plate = Image.open(MPDD / "metal_plate" / "test" / "defect" / "test_00026.png").convert("RGB")
+    plate.crop((100, 150, 400, 330)).save(wide)  # 300 wide, 180 high
+    _inspect_upload(page, [wide], wide.name)
+    # what is seen: the picture's own shape, unless the page stretches ("fill") or cuts ("cover") it to its box
+    seen = """e => e.decode().then(() => ['fill', 'cover'].includes(getComputedStyle(e).objectFit)
+                  ? e.clientWidth / e.clientHeight : e.naturalWidth / e.naturalHeight)"""
+    for selector in ("#rdx-input img", "#rdx-fused img", "#rdx-scale-0 img"):
+        ratio = page.locator(selector).evaluate(seen)
+        assert ratio == pytest.approx(300 / 180, abs=0.02), (selector, ratio)
+    page.locator("#rdx-fused").scroll_into_view_if_needed()
+    _shot(page, "inspect_non_square_upload")
+    _clear_upload(page)
 
 
 def test_page_upload_several_images_to_inspect(page, tmp_path):
@@ -1119,8 +1186,13 @@ def test_page_ablation_walkthrough_and_switch(page):
     assert caption.evaluate("e => e.scrollWidth > e.clientWidth")
     page.locator("#rdx-abl-examples button.thumbnail-item").nth(2).hover()
     assert caption.evaluate("e => e.scrollWidth <= e.clientWidth")  # pointed at: the whole caption
+    # (d) the trained variants side by side and the GII gate maps, on screen
+    variants = page.locator("#rdx-abl-variants button.thumbnail-item img")
+    assert variants.count() >= 2 and all(variants.nth(k).is_visible() for k in range(variants.count()))
     page.locator("#rdx-abl-gates").scroll_into_view_if_needed()
-    _shot(page, "ablations_gates")
+    gates = page.locator("#rdx-abl-gates button.thumbnail-item img")
+    assert all(gates.nth(k).is_visible() and gates.nth(k).evaluate("e => e.naturalWidth > 0") for k in range(2))
+    _shot(page, "ablations_variants_and_gate_maps")
     page.locator("#rdx-abl-gate label").filter(has_text="open").click()
     _wait_text(page, "#rdx-abl-custom-text", "teacher · open")
     page.locator("#rdx-abl-reference label").filter(has_text="expert").click()
@@ -1238,6 +1310,9 @@ def test_page_on_a_narrow_screen_shows_the_verdict_before_the_controls(page, app
 
         order = ["#rdx-files", "#rdx-verdict", "#rdx-fused", "#rdx-threshold", "#rdx-examples"]
         assert [top(selector) for selector in order] == sorted(top(selector) for selector in order)
+        on_page = top("#rdx-verdict") + phone.evaluate("window.scrollY")  # from the top of the page, not the view
+        print(f"\nthe verdict's top at 400 px wide: {on_page:.0f} px from the top of the page")
+        assert on_page < 900, on_page  # (f) on a phone's first screen, even below the test's broken-checkpoint banner
         assert phone.locator("#rdx-fused").bounding_box()["width"] <= 400
         assert top("#rdx-checkpoint") < top("#rdx-checkpoint-info")  # the header is stacked too
         for k in range(3):  # each picture's label clears its buttons (side by side they covered it)

@@ -17,12 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rdexpert"
 
 # layer, lowest first: (name, module patterns). "x.*" means the package x and all its modules.
 LAYERS = [
-    ("foundation", ["rdexpert", "runtime", "recipe", "io", "metrics", "calibration", "checkpoint_format", "backbones",
-                    "synthesis.*", "data.images"]),
+    ("foundation", ["rdexpert", "runtime", "distributed", "recipe", "io", "metrics", "calibration",
+                    "checkpoint_format", "backbones", "synthesis.*", "data.images"]),
     ("data", ["data", "data.layouts", "data.datasets", "viz"]),
     ("model", ["model.*"]),
     ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health", "ood"]),
-    ("workflows", ["inference", "evaluate", "calibrate", "train_config", "train", "export"]),
+    ("workflows", ["inference", "evaluate", "calibrate", "train_config", "train", "train_many", "export"]),
     ("interfaces", ["hub.publish", "cli", "app.*"]),
 ]
 

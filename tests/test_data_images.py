@@ -1,12 +1,27 @@
-"""Tests for rdexpert.data.images: decoding image and mask files robustly."""
+"""Tests for rdexpert.data.images: decoding image and mask files robustly, and fitting them to the square input."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import box_mask, rgb_array, save_image
+import torch
+from conftest import CATEGORY, box_mask, rgb_array, save_image
 from PIL import Image
 
-from rdexpert.data.images import ImageLoadError, load_image, load_mask, to_rgb
+from rdexpert.data import ImageDataset, SyntheticAnomalyDataset, list_samples
+from rdexpert.data.images import (
+    ContentBox,
+    ImageLoadError,
+    content_box,
+    fit_image,
+    fit_mask,
+    image_to_tensor,
+    load_image,
+    load_mask,
+    mask_to_tensor,
+    resize_image,
+    to_rgb,
+)
+from rdexpert.synthesis import AnomalySynthesizer
 
 
 # --------------------------------------------------------------------------- image loading
@@ -128,3 +143,84 @@ def test_to_rgb_refuses_arrays_that_are_no_picture(mpdd_root):
     with pytest.raises(ValueError, match="got 1 x 1"):
         to_rgb(Image.fromarray(real[:1, :1]))
     assert to_rgb(real[:2, :2]).shape == (2, 2, 3)
+
+
+# --------------------------------------------------------------------------- fitting to the square input
+RED, BLUE = (200, 10, 10), (10, 10, 200)
+
+
+def _halves(height: int = 20, width: int = 40) -> np.ndarray:
+    """Top half red, bottom half blue."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[: height // 2], image[height // 2 :] = RED, BLUE
+    return image
+
+
+def test_a_40_wide_20_high_image_padded_to_32():
+    # the longer side 40 -> 32, so 20 -> 16 rows, centred: (32 - 16) // 2 = 8 rows of padding above and below
+    assert content_box(20, 40, 32, "pad") == ContentBox(top=8, left=0, height=16, width=32)
+    assert content_box(40, 20, 32, "pad") == ContentBox(top=0, left=8, height=32, width=16)
+    assert content_box(20, 40, 32, "squash") == content_box(20, 20, 32, "pad") == ContentBox(0, 0, 32, 32)
+    padded = fit_image(_halves(), 32, "pad")
+    assert padded.shape == (32, 32, 3) and padded.dtype == np.uint8
+    # edge fill: rows 0-7 repeat the picture's first row (red), rows 24-31 its last row (blue)
+    assert (padded[:9] == RED).all() and (padded[23:] == BLUE).all()
+    picture = fit_image(_halves(), 32, "pad", padded=False)
+    assert picture.shape == (16, 32, 3) and np.array_equal(picture, padded[8:24])
+    assert np.array_equal(ContentBox(8, 0, 16, 32).crop(padded), picture)
+    with pytest.raises(ValueError, match="unknown input fit 'stretch'"):
+        fit_image(_halves(), 32, "stretch")
+
+
+def test_a_mask_is_padded_like_its_image_with_zeros():
+    mask = np.zeros((20, 40), bool)
+    mask[10:, :20] = True  # bottom-left quarter
+    fitted = fit_mask(mask, 32, "pad")
+    # rows 10-19 of 20 -> rows 8-15 of the 16-row picture -> rows 16-23 of the square; columns 0-19 -> 0-15
+    expected = np.zeros((32, 32), bool)
+    expected[16:24, :16] = True
+    assert np.array_equal(fitted, expected)
+    # a mask stored at twice the image's resolution lands on the image's pixels when given its box
+    double = np.kron(mask, np.ones((2, 2), bool))
+    assert np.array_equal(fit_mask(double, 32, "pad", content_box(20, 40, 32, "pad")), expected)
+    assert np.array_equal(mask_to_tensor(mask, 32, "pad")[0].numpy(), expected.astype(np.float32))
+
+
+def test_a_map_cropped_back_has_the_original_aspect_ratio():
+    anomaly_map = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    back = content_box(20, 40, 32, "pad").crop(anomaly_map)
+    assert back.shape == (16, 32) and back.shape[1] / back.shape[0] == 40 / 20
+    assert back[0, 0] == anomaly_map[8, 0] and back.max() == anomaly_map[23, 31]  # rows 8-23, never the padding
+
+
+def test_for_a_square_image_pad_is_squash_bit_for_bit(mpdd_root):
+    plate = load_image(mpdd_root / "metal_plate" / "test" / "defect" / "test_00026.png")  # 512 x 512
+    assert plate.shape == (512, 512, 3)
+    assert np.array_equal(fit_image(plate, 64, "pad"), resize_image(plate, 64))
+    assert torch.equal(image_to_tensor(plate, 64, "pad"), image_to_tensor(plate, 64, "squash"))
+    mask = plate[..., 0] > 128
+    assert torch.equal(mask_to_tensor(mask, 64, "pad"), mask_to_tensor(mask, 64, "squash"))
+
+
+def test_datasets_pad_images_masks_and_synthetic_anomalies(tiny_data):
+    """The tiny category's 88 x 72 images at 64 px: 64 x 52 pictures, 6 rows of padding above and below."""
+    box = [6, 0, 52, 64]  # 72 * 64 / 88 = 52.4 -> 52 rows, (64 - 52) // 2 = 6
+    test = list_samples(tiny_data, CATEGORY, "test")
+    defect = next(i for i, s in enumerate(test) if s.label == 1)
+    item = ImageDataset(test, 64, fit="pad")[defect]
+    assert item["box"].tolist() == box
+    image, mask = item["image"], item["mask"][0]
+    assert torch.equal(image[:, :6], image[:, 6:7].expand(-1, 6, -1))  # edge fill
+    assert mask[:6].sum() == 0 and mask[58:].sum() == 0 and mask.sum() > 0  # the defect, never the padding
+    assert ImageDataset(test, 64)[defect]["box"].tolist() == [0, 0, 64, 64]  # squash: the whole square
+
+    train = list_samples(tiny_data, CATEGORY, "train")
+    synthetic = SyntheticAnomalyDataset(train, 64, AnomalySynthesizer(foreground="none"), seed=3, fit="pad")
+    items = [synthetic[i] for i in range(len(train))]
+    assert all(it["box"].tolist() == box for it in items) and any(it["label"] == 1 for it in items)
+    for it in items:
+        assert it["augmented"].shape == (3, 64, 64) and it["mask"].shape == (1, 64, 64)
+        assert it["mask"][0, :6].sum() == 0 and it["mask"][0, 58:].sum() == 0
+        for key in ("image", "augmented"):  # a defect at the picture's edge is repeated into the padding too
+            assert torch.equal(it[key][:, :6], it[key][:, 6:7].expand(-1, 6, -1))
+            assert torch.equal(it[key][:, 58:], it[key][:, 57:58].expand(-1, 6, -1))

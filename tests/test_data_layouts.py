@@ -2,21 +2,31 @@
 from __future__ import annotations
 
 import csv
+import json
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import box_mask, rgb_array, save_image
 
+from rdexpert.checkpoint import read_config
+from rdexpert.cli import main
 from rdexpert.data.datasets import ImageDataset
 from rdexpert.data.images import load_image, load_mask
 from rdexpert.data.layouts import (
+    AnomalibFolder,
     Sample,
     detect_layout,
     folder_samples,
+    holdout_samples,
     list_samples,
+    mvtec_ad2_samples,
     mvtec_samples,
+    parse_layout,
     split_holdout,
+    train_and_holdout,
     visa_samples,
 )
 
@@ -178,3 +188,182 @@ def test_split_holdout(tmp_path):
     assert split_holdout(samples[:1], 0.5) == (samples[:1], [])
     with pytest.raises(ValueError):
         split_holdout([Sample(Path("/y.png"), 1, Path("/m.png"), "d")], 0.5)
+
+
+# ------------------------------------------------------------ anomalib Folder and MVTec AD 2, real images
+def _link(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source)
+    return target
+
+
+@pytest.fixture
+def folder_root(mpdd_root, tmp_path) -> Path:
+    """anomalib's Folder layout from MPDD: good/ 10 normal, good_test/ 3, crack/ 3 and rust/ 3 defective images,
+    masks mask/<folder>/<stem>_mask.png (the MPDD ground truth) and the same masks flat in masks_flat/."""
+    plate, root = mpdd_root / "metal_plate", tmp_path / "folder"
+    for p in sorted((plate / "train" / "good").iterdir())[:10]:
+        _link(p, root / "good" / p.name)
+    for p in sorted((plate / "test" / "good").iterdir())[:3]:
+        _link(p, root / "good_test" / p.name)
+    defects = sorted((plate / "test" / "defect").iterdir())[:6]
+    for folder, chunk in (("crack", defects[:3]), ("rust", defects[3:])):
+        for p in chunk:
+            _link(p, root / folder / p.name)
+            mask = plate / "ground_truth" / "defect" / f"{p.stem}_mask.png"
+            _link(mask, root / "mask" / folder / mask.name)
+            _link(mask, root / "masks_flat" / mask.name)
+    return root
+
+
+@pytest.fixture
+def ad2_root(mpdd_root, tmp_path) -> Path:
+    """MVTec AD 2's layout from MPDD: train/good 8, validation/good 3, test_public/{good 3, bad 4,
+    ground_truth/bad/<stem>_mask.png}, and test_private/ 2 images without labels."""
+    plate, cat = mpdd_root / "metal_plate", tmp_path / "ad2" / "metal_plate"
+    train = sorted((plate / "train" / "good").iterdir())
+    for p in train[:8]:
+        _link(p, cat / "train" / "good" / p.name)
+    for p in train[8:11]:
+        _link(p, cat / "validation" / "good" / p.name)
+    for p in sorted((plate / "test" / "good").iterdir())[:3]:
+        _link(p, cat / "test_public" / "good" / p.name)
+    defects = sorted((plate / "test" / "defect").iterdir())
+    for p in defects[:4]:
+        _link(p, cat / "test_public" / "bad" / p.name)
+        mask = f"{p.stem}_mask.png"
+        _link(plate / "ground_truth" / "defect" / mask, cat / "test_public" / "ground_truth" / "bad" / mask)
+    for i, p in enumerate(defects[4:6]):
+        _link(p, cat / "test_private" / f"{i:03d}.png")
+    return cat.parent
+
+
+def test_anomalib_folder_splits_normals_like_anomalib(folder_root):
+    train = AnomalibFolder("good", ["crack", "rust"], "mask").samples(folder_root, "train")
+    test = AnomalibFolder("good", ["crack", "rust"], "mask").samples(folder_root, "test")
+    normal_test = [s for s in test if s.label == 0]
+    # no normal_test_dir: round(10 x 0.2) = 2 normal images are tested, the other 8 train; never both
+    assert (len(train), len(normal_test)) == (8, 2)
+    assert {s.path.name for s in train} | {s.path.name for s in normal_test} == {
+        p.name for p in (folder_root / "good").iterdir()}
+    assert not {s.path for s in train} & {s.path for s in normal_test}
+    assert test == AnomalibFolder("good", ["crack", "rust"], "mask").samples(folder_root, "test")  # seeded
+    other = AnomalibFolder("good", seed=5, normal_split_ratio=0.5).samples(folder_root, "train")
+    assert len(other) == 5
+    bad = [s for s in test if s.label == 1]
+    assert [s.defect_type for s in bad] == ["crack"] * 3 + ["rust"] * 3
+    # masks matched by name, from mask/<abnormal folder name>/
+    assert all(s.mask_path == folder_root / "mask" / s.defect_type / f"{s.path.stem}_mask.png" for s in bad)
+    m = load_mask(bad[0].mask_path)
+    assert m.dtype == bool and m.any() and m.shape == load_image(bad[0].path).shape[:2]
+
+
+def test_anomalib_folder_normal_test_dir_flat_masks_and_no_masks(folder_root):
+    train = AnomalibFolder("good", "crack", normal_test_dir="good_test").samples(folder_root, "train")
+    assert len(train) == 10  # a normal_test_dir: every normal_dir image trains
+    test = AnomalibFolder("good", "crack", "masks_flat", "good_test").samples(folder_root, "test")
+    assert [(s.label, s.path.parent.name) for s in test] == [(0, "good_test")] * 3 + [(1, "crack")] * 3
+    assert all(s.mask_path.parent.name == "masks_flat" for s in test if s.label)
+    # no mask folder: defective images count for image-level metrics only
+    unmasked = AnomalibFolder(str(folder_root / "good"), "rust").samples(folder_root, "test")  # absolute works too
+    assert [s.mask_path for s in unmasked if s.label] == [None] * 3
+    item = ImageDataset(unmasked, 16)[len(unmasked) - 1]
+    assert item["label"] == 1 and item["has_mask"] is False
+
+
+def test_anomalib_folder_errors_are_clear(folder_root):
+    with pytest.raises(FileNotFoundError, match="Normal image folder .*nowhere' does not exist"):
+        AnomalibFolder("nowhere").samples(folder_root, "train")
+    with pytest.raises(FileNotFoundError, match="Abnormal image folder .*dents' does not exist"):
+        AnomalibFolder("good", ["crack", "dents"]).samples(folder_root, "test")
+    with pytest.raises(ValueError, match="no test split without abnormal_dir"):
+        AnomalibFolder("good").samples(folder_root, "test")
+    victim = next((folder_root / "mask" / "rust").iterdir())
+    victim.unlink()  # one defective image loses its mask: an error, not a silent image-level-only image
+    stem = victim.name.removesuffix("_mask.png")
+    with pytest.raises(FileNotFoundError, match=f"No mask for defective image .*{stem}.png.*leave out the mask"):
+        AnomalibFolder("good", ["crack", "rust"], "mask").samples(folder_root, "test")
+    # two abnormal folders with one image name and one flat mask folder: which mask is whose?
+    _link(next((folder_root / "crack").iterdir()).resolve(), folder_root / "dents" / next(
+        (folder_root / "crack").iterdir()).name)
+    with pytest.raises(ValueError, match="would share the mask"):
+        AnomalibFolder("good", ["crack", "dents"], "masks_flat").samples(folder_root, "test")
+
+
+def test_anomalib_folder_layout_string_round_trips_through_list_samples(folder_root):
+    folders = AnomalibFolder("good", ["crack", "rust"], "mask")
+    assert folders.layout == ("anomalib_folder?normal_dir=good&abnormal_dir=crack&abnormal_dir=rust&mask_dir=mask"
+                              "&normal_split_ratio=0.2&seed=0")
+    assert parse_layout(folders.layout) == ("anomalib_folder", folders)
+    assert folders.abnormal_dir == ("crack", "rust")
+    # the folders are relative to root/category, as any category folder
+    assert list_samples(folder_root.parent, folder_root.name, "test", folders.layout) == folders.samples(
+        folder_root, "test")
+    odd = AnomalibFolder("a&b=c", normal_test_dir="t")  # odd folder names are quoted, and come back whole
+    assert "a&b=c" not in odd.layout and parse_layout(odd.layout)[1] == odd
+    assert odd.layout == "anomalib_folder?normal_dir=a%26b%3Dc&normal_test_dir=t"  # no split: no ratio, no seed
+    for bad, message in [("mvtec?normal_dir=x", "only the anomalib_folder"), ("anomalib_folder", "needs its normal"),
+                         ("anomalib_folder?mask_dir=m", "lacks normal_dir"),
+                         ("anomalib_folder?normal_dir=g&colour=red", "unknown anomalib_folder option 'colour'"),
+                         ("anomalib_folder?normal_dir=g&normal_split_ratio=1", r"\[0, 1\)"),
+                         ("anomalib_folder?normal_dir=g&seed=x", "not a number"), ("mvtec2", "one of auto, mvtec")]:
+        with pytest.raises(ValueError, match=message):
+            list_samples(folder_root, None, "train", bad)
+    assert detect_layout(folder_root, "good") == "folder"  # auto never guesses anomalib_folder: it needs the names
+
+
+def test_mvtec_ad2_layout(ad2_root):
+    assert detect_layout(ad2_root, "metal_plate") == "mvtec_ad2"
+    train = list_samples(ad2_root, "metal_plate", "train")
+    assert len(train) == 8 and all(s.label == 0 and s.path.parent.parent.name == "train" for s in train)
+    test = list_samples(ad2_root, "metal_plate", "test")
+    assert [(s.label, s.defect_type) for s in test] == [(1, "bad")] * 4 + [(0, "good")] * 3  # test_private unlisted
+    gt = ad2_root / "metal_plate" / "test_public" / "ground_truth" / "bad"
+    assert all(s.mask_path == gt / f"{s.path.stem}_mask.png" for s in test if s.label)
+    assert test == mvtec_ad2_samples(ad2_root, "metal_plate", "test")
+    # validation/good is the held-out set: every train/good image trains, whatever the fraction
+    holdout = holdout_samples(ad2_root, "metal_plate")
+    assert [s.path.parent.parent.name for s in holdout] == ["validation"] * 3
+    assert train_and_holdout(ad2_root, "metal_plate", "auto", fraction=0.5, seed=3) == (train, holdout)
+    shutil.rmtree(ad2_root / "metal_plate" / "test_public")
+    with pytest.raises(FileNotFoundError, match="test_private have no labels: score them with `rdexpert predict"):
+        list_samples(ad2_root, "metal_plate", "test")
+
+
+def test_mvtec_holdout_is_the_seeded_split(mpdd_root):
+    assert holdout_samples(mpdd_root, "metal_plate") is None
+    normal = list_samples(mpdd_root, "metal_plate", "train")
+    assert train_and_holdout(mpdd_root, "metal_plate", "mvtec", 0.1, 7) == split_holdout(normal, 0.1, seed=7)
+
+
+def test_cli_train_and_test_on_an_anomalib_folder(folder_root, tmp_path, capsys, one_thread):
+    """The folders reach the checkpoint as one layout string, and the printed next command tests on them."""
+    out = tmp_path / "checkpoint"
+    assert main(["train", "--data-root", str(folder_root), "--layout", "anomalib_folder", "--normal-dir", "good",
+                 "--abnormal-dir", "crack", "--abnormal-dir", "rust", "--mask-dir", "mask", "--out", str(out),
+                 "--iterations", "2", "--image-size", "64", "--batch-size", "2", "--device", "cpu",
+                 "--foreground", "none", "--health-every", "0"]) == 0
+    layout = AnomalibFolder("good", ["crack", "rust"], "mask").layout
+    assert read_config(out)["dataset"]["layout"] == layout
+    (next_line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("next: ")]
+    command = shlex.split(next_line.removeprefix("next: "))
+    assert command[command.index("--layout") + 1] == layout
+    assert main(command[1:] + ["--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 images" in printed  # 2 held-out normal + 6 defective images
+    metrics = json.loads((Path(command[command.index("--out") + 1]) / "metrics.json").read_text())
+    assert 0 <= metrics["image_auroc"] <= 1 and 0 <= metrics["pixel_auroc"] <= 1
+    # flags that belong to no layout, or a folder layout without its normal folder: one-line errors
+    assert main(["test", "--checkpoint", str(out), "--data-root", str(folder_root), "--layout", "mvtec",
+                 "--mask-dir", "mask", "--out", str(tmp_path / "t")]) == 2
+    assert "--mask-dir belong to --layout anomalib_folder, not --layout mvtec" in capsys.readouterr().err
+    assert main(["test", "--checkpoint", str(out), "--data-root", str(folder_root), "--layout", "anomalib_folder",
+                 "--out", str(tmp_path / "t")]) == 2
+    assert "needs --normal-dir" in capsys.readouterr().err
+
+
+def test_cli_test_on_mvtec_ad2_is_auto_detected(tiny_checkpoint, ad2_root, tmp_path, capsys, one_thread):
+    assert main(["test", "--checkpoint", str(tiny_checkpoint), "--data-root", str(ad2_root), "--category",
+                 "metal_plate", "--out", str(tmp_path / "test"), "--device", "cpu"]) == 0
+    assert "7 images" in capsys.readouterr().out  # test_public: 3 good + 4 bad; test_private is not a test set
+    assert json.loads((tmp_path / "test" / "metrics.json").read_text())["pixel_auroc"] > 0

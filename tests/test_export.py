@@ -1,4 +1,5 @@
-"""ONNX export of a tiny trained checkpoint, checked with ONNX Runtime against PyTorch."""
+"""ONNX export of a tiny trained checkpoint, checked with ONNX Runtime against PyTorch: the dynamo exporter
+(the default) and the TorchScript one it falls back to."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from torchvision.transforms.v2.functional import gaussian_blur as torchvision_bl
 
 from rdexpert.checkpoint import CheckpointInfo, load_checkpoint
 from rdexpert.cli import main
-from rdexpert.data import image_to_tensor, load_image, resize_image
-from rdexpert.export import TOLERANCE, compare_with_onnxruntime, export_onnx
+from rdexpert.data import content_box, fit_image, image_to_tensor, load_image
+from rdexpert.export import OPSET, TOLERANCE, compare_with_onnxruntime, export_onnx, onnx_metadata
 from rdexpert.inference import Predictor
 from rdexpert.model.anomaly_map import blur_kernel_size, gaussian_blur
 
@@ -29,25 +30,44 @@ def onnx_file(tiny_checkpoint, tmp_path_factory):
     return path
 
 
-def test_blur_is_torchvisions_exactly():
+def test_cli_export_uses_the_dynamo_exporter_and_writes_one_file(onnx_file):
+    metadata = onnx_metadata(onnx_file)
+    assert (metadata["exporter"], metadata["opset"], metadata["torch"]) == ("dynamo", str(OPSET), torch.__version__)
+    assert sorted(p.name for p in onnx_file.parent.iterdir()) == ["model.onnx"]  # weights inside, no .data file
+    graph = onnx.load(str(onnx_file)).graph
+    batch_axes = [v.type.tensor_type.shape.dim[0].dim_param for v in [*graph.input, *graph.output]]
+    assert batch_axes == ["batch"] * 4, batch_axes
+
+
+def test_blur_is_torchvisions():
+    """To float rounding: ours is two matrix products (rdexpert.model.anomaly_map), torchvision's one 2-D conv."""
     x = torch.rand(3, 1, 70, 90) * 3
     size = blur_kernel_size(4.0)
-    assert torch.equal(gaussian_blur(x, 4.0), torchvision_blur(x, kernel_size=[size, size], sigma=[4.0, 4.0]))
+    expected = torchvision_blur(x, kernel_size=[size, size], sigma=[4.0, 4.0])
+    torch.testing.assert_close(gaussian_blur(x, 4.0), expected, atol=1e-5, rtol=0)
 
 
 def test_onnx_maps_match_the_predictor_on_real_images(onnx_file, tiny_checkpoint, tiny_data):
+    """Inputs fitted as the checkpoint says (its input_fit); the Predictor's maps and score cover the picture only,
+    so the ONNX maps are cut to the same content box (the whole square for "squash")."""
     paths = sorted((tiny_data / CATEGORY / "test").rglob("*.png"))
     predictor = Predictor.from_pretrained(tiny_checkpoint, device="cpu")
+    fit = predictor.model.config.input_fit
     expected = predictor.predict(paths)
-    batch = torch.stack([image_to_tensor(resize_image(load_image(p), SIZE)) for p in paths]).numpy()
+    pictures = [load_image(p) for p in paths]
+    boxes = [content_box(*picture.shape[:2], SIZE, fit) for picture in pictures]
+    batch = torch.stack([image_to_tensor(fit_image(picture, SIZE, fit)) for picture in pictures]).numpy()
     session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     for images in (batch, batch[:1]):  # the batch axis is dynamic
         fused, scales, score = session.run(["anomaly_map", "scale_maps", "score"], {"image": images})
         assert fused.shape == (len(images), 1, SIZE, SIZE) and scales.shape == (len(images), 3, SIZE, SIZE)
         for i in range(len(images)):
-            assert np.abs(fused[i, 0] - expected[i].anomaly_map).max() <= TOLERANCE
-            assert np.abs(scales[i] - np.stack(expected[i].scale_maps)).max() <= TOLERANCE
-            assert abs(score[i] - expected[i].score) <= TOLERANCE
+            assert score[i] == fused[i].max()  # the graph's score: the whole square's maximum
+            picture_map = boxes[i].crop(fused[i, 0])
+            assert np.abs(picture_map - expected[i].anomaly_map).max() <= TOLERANCE
+            assert np.abs(boxes[i].crop(scales[i].transpose(1, 2, 0)).transpose(2, 0, 1)
+                          - np.stack(expected[i].scale_maps)).max() <= TOLERANCE
+            assert abs(picture_map.max() - expected[i].score) <= TOLERANCE
 
 
 def test_onnx_metadata_carries_config_and_threshold(onnx_file, tiny_checkpoint):
@@ -60,9 +80,26 @@ def test_onnx_metadata_carries_config_and_threshold(onnx_file, tiny_checkpoint):
     assert (metadata["reference"], metadata["gate"], metadata["image_size"]) == (reference, "gated", str(SIZE))
 
 
-def test_export_with_other_switches(tiny_checkpoint, tmp_path):
+def test_torchscript_fallback_with_other_switches(tiny_checkpoint, tmp_path):
+    """Opset 17 is below what the dynamo exporter writes: one warning, then the TorchScript exporter, same parity."""
     model, config = load_checkpoint(tiny_checkpoint)
-    path = export_onnx(model, tmp_path / "expert_open.onnx", config, reference="expert", gate="open")
-    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    differences = compare_with_onnxruntime(model, path, images, reference="expert", gate="open")
-    assert max(differences.values()) <= TOLERANCE, differences
+    with pytest.warns(UserWarning, match=r"dynamo ONNX exporter failed \(opset 17 is below 18.*TorchScript") as caught:
+        path = export_onnx(model, tmp_path / "expert_open.onnx", config, reference="expert", gate="open", opset=17)
+    assert len(caught) == 1
+    metadata = onnx_metadata(path)
+    assert (metadata["exporter"], metadata["opset"], metadata["reference"], metadata["gate"]) == (
+        "torchscript", "17", "expert", "open")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (3, 1):  # the batch axis is dynamic on this path too
+        images = torch.rand(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(batch))
+        differences = compare_with_onnxruntime(model, path, images, reference="expert", gate="open")
+        assert max(differences.values()) <= TOLERANCE, differences
+    assert session.run(["score"], {"image": images.numpy()})[0].shape == (1,)
+
+
+def test_forced_dynamo_exporter_raises_instead_of_falling_back(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    args = ["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--exporter", "dynamo", "--opset", "17"]
+    assert main(args) == 2
+    assert "opset 17 is below 18" in capsys.readouterr().err and not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind

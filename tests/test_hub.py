@@ -2,7 +2,8 @@
 
 Publishing is tested up to the folder that would be uploaded and its model card;
 the upload itself (HfApi.create_repo / upload_folder) needs the Hub and is not
-exercised here.
+exercised here. The model zoo (a run folder of several categories, pushed as one
+repo) uses the shipped float16 checkpoints under two category names.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import huggingface_hub
 import numpy as np
 import pytest
 from conftest import CATEGORY, REPO, SHA, put_in_cache
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, metadata_load
 
-from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_checkpoint, record_metrics, update_config
+from rdexpert.app.registry import Registry
+from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, record_metrics, update_config
 from rdexpert.checkpoint_format import OOD_NAME
 from rdexpert.cli import main
-from rdexpert.hub import HubError, parse_reference, resolve_checkpoint
-from rdexpert.hub.publish import push_to_hub, stage_checkpoint
+from rdexpert.hub import HubError, list_categories, parse_reference, resolve_checkpoint
+from rdexpert.hub.publish import push_to_hub, stage, stage_checkpoint
 from rdexpert.inference import Predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,3 +142,125 @@ def test_push_refuses_offline_and_cli_dry_run_stages(publishable, hub_cache, tmp
         push_to_hub(publishable, REPO)
     assert main(["push", "--checkpoint", str(publishable), "--repo", REPO, "--dry-run", str(tmp_path / "dry")]) == 0
     assert (tmp_path / "dry" / "README.md").is_file() and not (tmp_path / "dry" / "resume").exists()
+
+
+# -- a model zoo: one run folder OUT/<category>/, the whole repo in one commit -------------------------
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+ZOO = {"plate_rd": "metal_plate_rd_128px", "plate_gii": "metal_plate_rd_gii_128px"}  # category -> shipped checkpoint
+CARD_FILES = ["NOTICE", "README.md", CONFIG_NAME, WEIGHTS_NAME, OOD_NAME]
+# the stored test metrics (fractions in config.json / test/metrics.json), in percent to one decimal, by hand
+EXPECTED = {("plate_rd", "image_auroc"): 99.4, ("plate_rd", "pixel_auroc"): 92.8, ("plate_rd", "aupro"): 78.1,
+            ("plate_rd", "pixel_ap"): 80.8, ("plate_gii", "image_auroc"): 99.9, ("plate_gii", "pixel_auroc"): 92.5,
+            ("plate_gii", "aupro"): 78.5, ("plate_gii", "image_ap"): 100.0}
+
+
+@pytest.fixture
+def zoo_run(tmp_path) -> Path:
+    """Two real categories as training leaves them: ``plate_rd`` with its metrics in config.json,
+    ``plate_gii`` with them only in the report ``test/metrics.json`` (plus loss curves, overlays: not published)."""
+    run = tmp_path / "run"
+    for category, name in ZOO.items():
+        shutil.copytree(SHIPPED / name, run / category)
+    update_config(run / "plate_gii", metrics={})
+    return run
+
+
+@pytest.fixture
+def zoo_cache(zoo_run, hub_cache, tmp_path) -> Path:
+    """The staged zoo, as a download of commit SHA (refs/main) would leave it in the Hub cache."""
+    staged = tmp_path / "staged"
+    assert stage(zoo_run, staged, REPO) is None
+    for category in ZOO:
+        put_in_cache(hub_cache, staged / category, category=category)
+    return hub_cache
+
+
+def test_zoo_dry_run_stages_the_whole_repo_with_one_card(zoo_run, tmp_path, capsys):
+    out = tmp_path / "zoo_stage"
+    assert main(["push", "--checkpoint", str(zoo_run), "--repo", "demo/rdexpert-zoo", "--dry-run", str(out)]) == 0
+    assert "nothing was uploaded" in capsys.readouterr().out
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == sorted([".gitattributes", "README.md", *(f"{c}/{name}" for c in ZOO for name in CARD_FILES)])
+    assert (out / "plate_rd" / WEIGHTS_NAME).read_bytes() == (zoo_run / "plate_rd" / WEIGHTS_NAME).read_bytes()
+    assert "*.safetensors filter=lfs diff=lfs merge=lfs -text" in (out / ".gitattributes").read_text()
+
+    card = ModelCard.load(out / "README.md")  # huggingface_hub's own parser, model-index back to EvalResults
+    data = card.data
+    assert (data.license, data.library_name, data.pipeline_tag) == ("cc-by-nc-sa-4.0", "rdexpert", "image-segmentation")
+    assert data.base_model == "timm/tf_efficientnet_lite0.in1k" and data.datasets == ["mpdd"]
+    results = {(r.dataset_config, r.metric_type): r for r in data.eval_results}
+    assert {category for category, _ in results} == set(ZOO) and len(results) == 12  # 6 metrics each
+    assert {key: results[key].metric_value for key in EXPECTED} == EXPECTED
+    assert {(r.task_type, r.dataset_type, r.dataset_split) for r in data.eval_results} == {
+        ("anomaly-detection", "mpdd", "test")}
+    assert metadata_load(out / "README.md")["model-index"][0]["name"] == "rdexpert-zoo"
+    text = card.text
+    assert "| `plate_rd` | rd | tf_efficientnet_lite0 | 128 | 107 | 99.4 | 92.8 | 78.1 | 99.8 | 80.8 | 98.8 |" in text
+    assert "| `plate_gii` | rd_gii | tf_efficientnet_lite0 | 128 | ? | 99.9 | 92.5 | 78.5 | 100.0 | 84.5 | 99.4 |" in text
+    assert 'Predictor.from_pretrained("demo/rdexpert-zoo", subfolder="plate_gii")' in text
+    # each category keeps its own card; the report-only one shows its test/metrics.json numbers
+    assert "| test/metrics.json | ? | 99.9 | 92.5 | 78.5 |" in (out / "plate_gii" / "README.md").read_text()
+
+
+def test_zoo_category_without_metrics_is_listed_without_results(zoo_run, tmp_path):
+    shutil.rmtree(zoo_run / "plate_gii" / "test")
+    stage(zoo_run, tmp_path / "stage", REPO)
+    card = ModelCard.load(tmp_path / "stage" / "README.md")
+    assert {r.dataset_config for r in card.data.eval_results} == {"plate_rd"}
+    assert "| `plate_gii` | rd_gii | tf_efficientnet_lite0 | 128 | – | – | – | – | – | – | – |" in card.text
+
+
+def test_zoo_staging_refuses_what_it_cannot_publish(zoo_run, hub_cache, tmp_path):
+    with pytest.raises(HubError, match="drop --category"):
+        stage(zoo_run, tmp_path / "a", REPO, category="plate_rd")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "old.txt").write_text("x")
+    with pytest.raises(HubError, match="not empty"):
+        stage(zoo_run, tmp_path / "b", REPO)
+    update_config(zoo_run / "plate_rd", license={"id": "mit"})
+    with pytest.raises(HubError, match="different licenses"):
+        stage(zoo_run, tmp_path / "c", REPO)
+    stage(zoo_run, tmp_path / "d", REPO, license="cc-by-nc-sa-4.0")  # one license for all: fine
+    with pytest.raises(HubError, match="publishing needs the network"):
+        push_to_hub(zoo_run, REPO)
+
+
+def test_each_zoo_category_loads_from_the_cache_like_its_local_folder(zoo_cache, mpdd_root):
+    image = sorted((mpdd_root / "metal_plate" / "test" / "defect").glob("*.png"))[0]
+    assert list_categories(REPO)[1] == sorted(ZOO)
+    for category, name in ZOO.items():
+        predictor = Predictor.from_pretrained(REPO, subfolder=category, device="cpu")
+        assert (predictor.config["source"]["commit"], predictor.config["source"]["category"]) == (SHA, category)
+        remote, local = predictor.predict(image), Predictor.from_pretrained(SHIPPED / name, device="cpu").predict(image)
+        assert np.array_equal(remote.anomaly_map, local.anomaly_map) and remote.score == local.score
+
+
+def test_app_lists_every_zoo_category_and_loads_one_only_when_chosen(zoo_cache, caplog):
+    # plate_gii's weights are not downloaded yet: listing needs only the config.json files
+    (zoo_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / SHA / "plate_gii" / WEIGHTS_NAME).unlink()
+    registry = Registry(device="cpu")
+    with caplog.at_level(logging.WARNING, logger="rdexpert.hub"):
+        entries = registry.add_hub(f"{REPO}@main")
+    assert "HF_HUB_OFFLINE is set" in caplog.text
+    keys = [f"plate_gii · rd_gii · hub: {REPO}", f"plate_rd · rd · hub: {REPO}"]
+    assert [e.key for e in entries] == keys and registry.choices() == keys and registry.messages == []
+    assert [e.ref for e in entries] == [f"{REPO}/plate_gii@{SHA}", f"{REPO}/plate_rd@{SHA}"]  # the listed commit
+    assert not any(registry.is_loaded(k) for k in keys)
+    predictor = registry.predictor(keys[1])
+    assert registry.is_loaded(keys[1]) and not registry.is_loaded(keys[0])
+    assert predictor.config["source"]["category"] == "plate_rd"
+    with pytest.raises(CheckpointError, match=f"could not load `{REPO}/plate_gii@{SHA}`"):
+        registry.predictor(keys[0])
+
+
+def test_app_hub_listing_errors_are_messages(zoo_cache, monkeypatch):
+    registry = Registry()
+    assert registry.add_hub("acme/absent") == [] and registry.add_hub("not-a-repo") == []
+    assert "not in the local Hugging Face cache" in registry.messages[0]
+    assert "hf download acme/absent --include '*/config.json'" in registry.messages[0]
+    assert "not a Hub model repository" in registry.messages[1]
+    # online but the Hub out of reach: the cached listing, else a clear message
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    assert [e.ref for e in registry.add_hub(REPO)] == [f"{REPO}/plate_gii@{SHA}", f"{REPO}/plate_rd@{SHA}"]
+    assert registry.add_hub("acme/absent") == [] and "could not be reached" in registry.messages[-1]

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import CATEGORY, SIZE
 from PIL import Image
 
-from rdexpert.data import ImageLoadError
+from rdexpert.checkpoint import load_checkpoint
+from rdexpert.data import ContentBox, ImageLoadError, content_box, fit_image, image_to_tensor, list_samples, load_image
+from rdexpert.evaluate import content_stack, evaluate
 from rdexpert.inference import Prediction, Predictor, to_rgb
+from rdexpert.metrics import compute_metrics
+from rdexpert.model import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +37,11 @@ def _test_images(data: Path) -> list[Path]:
 def test_single_image_gives_a_consistent_prediction(predictor, tiny_data):
     path = _test_images(tiny_data)[0]
     p = predictor.predict(path)
-    assert isinstance(p, Prediction) and p.path == str(path)
-    assert p.image.shape == (SIZE, SIZE, 3) and p.image.dtype == np.uint8
-    assert p.anomaly_map.shape == (SIZE, SIZE) and p.anomaly_map.dtype == np.float32
-    assert len(p.scale_maps) == 3 and all(m.shape == (SIZE, SIZE) and m.dtype == np.float32 for m in p.scale_maps)
+    assert isinstance(p, Prediction) and p.path == str(path) and p.original_size == (72, 88)
+    box = content_box(72, 88, SIZE, predictor.model.config.input_fit)  # the picture's region of the S x S input
+    assert p.image.shape == (box.height, box.width, 3) and p.image.dtype == np.uint8
+    assert p.anomaly_map.shape == p.image.shape[:2] and p.anomaly_map.dtype == np.float32
+    assert len(p.scale_maps) == 3 and all(m.shape == p.image.shape[:2] and m.dtype == np.float32 for m in p.scale_maps)
     assert p.score == pytest.approx(float(p.anomaly_map.max()), rel=1e-6)
     assert p.normalized_score == pytest.approx(predictor.normalize(p.score))
     assert p.label == int(p.score >= predictor.threshold)
@@ -151,3 +160,61 @@ def test_unreadable_files_can_be_skipped_in_a_folder_but_not_for_one_image(predi
     assert len(streamed) == 1
     with pytest.raises(ImageLoadError, match="test_00000b.png"):
         predictor.predict(broken, skipped=[])  # a single image always raises
+
+
+def _with_fit(checkpoint, fit: str) -> Predictor:
+    """The checkpoint's model and calibration, scored with the given ``input_fit``."""
+    model, config = load_checkpoint(checkpoint, map_location="cpu")
+    model.config = replace(model.config, input_fit=fit)
+    return Predictor(model, config, "cpu")
+
+
+def test_a_padded_model_keeps_the_aspect_ratio_and_never_scores_the_padding(tiny_checkpoint, mpdd_root):
+    """A 300 x 180 (W x H) crop of a real plate, padded to 64: the maps are the picture's 64 x 38 region (the
+    original aspect ratio), the score is the max over that region only, and the map goes back to 180 x 300."""
+    plate = load_image(mpdd_root / "metal_plate" / "test" / "defect" / "test_00026.png")
+    crop = np.ascontiguousarray(plate[150:330, 100:400])  # 180 rows, 300 columns
+    padded = _with_fit(tiny_checkpoint, "pad")
+    p = padded.predict(crop)
+    # 180 * 64 / 300 = 38.4 -> 38 rows, centred: (64 - 38) // 2 = 13 rows of padding above, 13 below
+    box = content_box(180, 300, SIZE, "pad")
+    assert box == ContentBox(top=13, left=0, height=38, width=64)
+    assert p.original_size == (180, 300) and p.image.shape == (38, 64, 3) and p.anomaly_map.shape == (38, 64)
+    assert all(m.shape == (38, 64) for m in p.scale_maps)
+    assert p.image.shape[1] / p.image.shape[0] == pytest.approx(300 / 180, abs=1 / 38)  # within a row's rounding
+    assert p.map_at_original_size().shape == (180, 300)
+    # the same forward by hand: the whole padded 64 x 64 map, and its picture rows 13..50
+    with torch.inference_mode():
+        whole = padded.model(image_to_tensor(fit_image(crop, SIZE, "pad"))[None]).maps.fused[0, 0].numpy()
+    np.testing.assert_allclose(p.anomaly_map, whole[13:51], atol=1e-6)
+    assert p.score == pytest.approx(float(whole[13:51].max()), abs=1e-6)
+    assert p.normalized_score == pytest.approx(padded.normalize(p.score))
+
+
+def test_a_square_image_scores_the_same_padded_or_squashed(tiny_checkpoint, mpdd_root):
+    """For a square image "pad" is "squash", bit for bit: the shipped (squash) checkpoints' scores are kept."""
+    plate = load_image(mpdd_root / "metal_plate" / "test" / "defect" / "test_00026.png")
+    a, b = _with_fit(tiny_checkpoint, "squash").predict(plate), _with_fit(tiny_checkpoint, "pad").predict(plate)
+    assert a.score == b.score and np.array_equal(a.anomaly_map, b.anomaly_map) and a.image.shape == (SIZE, SIZE, 3)
+    shipped = sorted((ROOT / "checkpoints").glob("*/config.json"))
+    assert shipped and all(ModelConfig(**json.loads(c.read_text())["model"]).input_fit == "squash" for c in shipped)
+
+
+def test_evaluating_a_padded_model_counts_the_picture_only(tiny_checkpoint, tiny_data):
+    """The tiny category's 88 x 72 test images at 64 px: maps, masks and metrics over the 64 x 52 pictures."""
+    padded = _with_fit(tiny_checkpoint, "pad")
+    samples = list_samples(tiny_data, CATEGORY, "test")
+    result = evaluate(padded.model, samples, "cpu", progress=False)
+    assert result.boxes.tolist() == [[6, 0, 52, 64]] * len(samples)  # 72 * 64 / 88 = 52.4 -> 52 rows, 6 above
+    assert result.maps.shape == result.masks.shape == (len(samples), 52, 64)
+    # the same scores as the Predictor's (one scoring rule), and metrics computed on exactly these pixels
+    np.testing.assert_allclose(result.scores, [p.score for p in padded.predict([s.path for s in samples])], atol=1e-5)
+    assert result.metrics == compute_metrics(result.scores, result.labels, result.maps, result.masks.astype(np.uint8))
+
+
+def test_pictures_of_several_shapes_stack_without_their_padding():
+    maps = np.full((3, 8, 8), 99.0, np.float32)  # 99: padding
+    maps[:2] = 1.0
+    maps[2, 2:6] = 2.0  # the third picture is 4 rows high, 2 rows of padding above and below
+    stacked = content_stack(maps, np.array([[0, 0, 8, 8], [0, 0, 8, 8], [2, 0, 4, 8]]))
+    assert stacked.shape == (3, 8, 8) and (stacked[2] == 2.0).all() and not (stacked == 99.0).any()

@@ -12,7 +12,7 @@ from scipy.ndimage import gaussian_filter
 from rdexpert.losses import chained_masks, resize_mask
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
 from rdexpert.model.anomaly_map import compute_anomaly_maps, gaussian_blur
-from rdexpert.recipe import CHOICES, IMPROVED, REFERENCE, get_recipe, parse_overrides
+from rdexpert.recipe import CHOICES, IMPROVED, PRE_RECIPE_SET, REFERENCE, get_recipe, parse_overrides
 from rdexpert.synthesis import AnomalySynthesizer, foreground_method_for
 from rdexpert.synthesis.perlin import perlin_mask
 from rdexpert.train import TrainConfig, initialise_student, scheduled_iterations, train_step
@@ -149,8 +149,25 @@ def test_zero_fill_rotation_allows_empty_masks_and_leaves_corners_clean():
 def test_a_config_from_before_recipes_reads_back_with_the_choices_made_then():
     """Re-calibrating an old checkpoint must make the synthetic anomalies it was trained with."""
     old = TrainConfig.from_dict({"data_root": ".", "category": "metal_plate", "out": ".", "textures": None})
-    assert old.resolved_recipe().to_dict() == {name: values[1] for name, values in CHOICES.items()}
+    assert old.resolved_recipe().to_dict() == PRE_RECIPE_SET
+    # every second choice of each row, except that rdexpert squashed images then, as the released code does
+    assert PRE_RECIPE_SET == {name: values[1] for name, values in CHOICES.items()} | {"input_fit": "squash"}
     synthesizer = old.synthesizer("otsu_inverse")
     assert synthesizer.augment_textures and synthesizer.mask_rotation == "reflect"
     new = TrainConfig.from_dict(TrainConfig(data_root=".", category="metal_plate", out=".").to_dict())
     assert new.resolved_recipe() == IMPROVED
+
+
+def test_input_fit_row_reference_squashes_improved_pads_and_old_checkpoints_squash():
+    """Row 13 (issue 9): the released code resizes to a square; the improved recipe pads. A config.json model
+    section written before the row existed has no ``input_fit`` and must score as it did (squash)."""
+    assert CHOICES["input_fit"] == ("squash", "pad") and REFERENCE.input_fit == "squash" and IMPROVED.input_fit == "pad"
+    run = dict(data_root=".", category="metal_plate", out=".")
+    assert TrainConfig(**run, recipe="reference").model_config().input_fit == "squash"
+    assert TrainConfig(**run).model_config().input_fit == "pad"
+    assert TrainConfig(**run, recipe_set={"input_fit": "squash"}).model_config().input_fit == "squash"
+    old_section = {"backbone": "tf_efficientnet_lite0", "variant": "full", "image_size": 256}
+    assert ModelConfig(**old_section).input_fit == "squash"
+    assert ModelConfig(**ModelConfig(input_fit="pad").to_dict()).input_fit == "pad"  # stored and read back
+    with pytest.raises(ValueError, match="input_fit='crop'"):
+        ModelConfig(input_fit="crop")

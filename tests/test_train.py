@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
+from conftest import CATEGORY, SIZE
 
 from rdexpert.checkpoint import load_checkpoint
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
-from rdexpert.train import PRESETS, TrainConfig, Trainer, train_step
+from rdexpert.train import PRESETS, TrainConfig, Trainer, train, train_step, warm_start
 
 
 def batch(n=2, size=64):
@@ -159,3 +160,25 @@ def test_a_tampered_checkpoint_config_is_refused_with_the_range(tiny_checkpoint,
         write_json(folder / "config.json", config)
         with pytest.raises(CheckpointError, match=message):
             load_checkpoint(folder)
+
+
+def test_warm_start_copies_the_trained_teacher_and_student(tiny_checkpoint, tiny_data, tmp_path):
+    source, _ = load_checkpoint(tiny_checkpoint, pretrained_expert=False)
+    model = ExpertTeacherStudent(ModelConfig(image_size=96), pretrained=False)  # another size: weights still fit
+    before = model.decoder.stage1[0].body[0].weight.clone()
+    copied = warm_start(model, str(tiny_checkpoint))
+    assert copied["tensors"] == copied["of"] == len(model.trainable_state_dict())
+    for name, value in source.trainable_state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    assert not torch.equal(before, model.decoder.stage1[0].body[0].weight)
+
+    with pytest.raises(ValueError, match="same backbone"):
+        warm_start(ExpertTeacherStudent(ModelConfig(backbone="resnet18"), pretrained=False), str(tiny_checkpoint))
+
+    # the trainer records it, and a 1-iteration run starts from (and stays near) the source
+    out = train(TrainConfig(data_root=str(tiny_data), category=CATEGORY, out=str(tmp_path / "warm"), iterations=1,
+                            image_size=SIZE, batch_size=2, device="cpu", foreground="none",
+                            init_from=str(tiny_checkpoint)), progress=False)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["init_from"] == str(tiny_checkpoint)
+    assert training["warm_start"]["tensors"] == copied["of"]

@@ -62,6 +62,7 @@ class FineTuneSettings:
     batch_size: int | None = None
     device: str = "auto"
     textures: str | None = None
+    init_from: str | None = None  # warm start: a checkpoint whose trained weights the run begins from
 
     def validate(self, limits: FineTuneLimits = FineTuneLimits()) -> None:
         if not limits.min_iterations <= int(self.iterations) <= limits.max_iterations:
@@ -182,6 +183,7 @@ class FineTuneJob:
             batch_size=s.batch_size,
             device=s.device,
             textures=s.textures,
+            init_from=s.init_from,
             save_every=max(int(s.iterations), 100),
             # no DataLoader worker processes: forking a threaded web server is unsafe, and a forked worker
             # inherits the server's sockets and pipes (it kept a test browser's driver pipe open). Synthesis

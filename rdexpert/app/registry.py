@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
+from ..hub.resolve import list_categories
 from ..model import VARIANTS
 
 # the paper's ablation ladder (DESIGN.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
@@ -203,32 +204,27 @@ class Registry:
         return found
 
     def add_hub(self, repo: str) -> list[Entry]:
-        """The categories published in a Hub repository: each folder holding a config.json."""
-        repo, _, revision = repo.partition("@")
+        """Every category of a Hub repository ``ORG/NAME[@REV]``, from its config.json files alone (offline: from the
+        local Hugging Face cache); a category's weights are fetched when it is first chosen, from the same commit."""
         try:
-            from huggingface_hub import HfApi, hf_hub_download
-
-            files = HfApi().list_repo_files(repo, revision=revision or None)
-        except Exception as error:  # offline, missing repo, bad token ...
-            self.messages.append(f"Could not list the Hub repository `{repo}`: {type(error).__name__}: {error}")
+            snapshot, categories = list_categories(repo)
+        except Exception as error:  # HubError says what to do; anything else (a dropped connection) gets its type
+            why = str(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {error}"
+            self.messages.append(f"Could not list the Hub repository `{repo}`: {public_text(why)}")
             return []
-        categories = sorted({f.rsplit("/", 1)[0] for f in files if f.endswith("/" + CONFIG_NAME)})
+        repo_id = repo.partition("@")[0]
         if not categories:
             self.messages.append(f"The Hub repository `{repo}` has no `<category>/{CONFIG_NAME}`.")
         added = []
         for category in categories:
-            ref = f"{repo}/{category}" + (f"@{revision}" if revision else "")
             try:
-                from ..io import read_json
-
-                config = read_json(hf_hub_download(repo, f"{category}/{CONFIG_NAME}", revision=revision or None))
-                error = None if "model" in config else "config.json has no 'model' section"
-            except Exception as err:
-                config, error = None, f"{type(err).__name__}: {err}"
-            label = _label(config, category) if config else category
-            added.append(
-                self.add(Entry(key=f"{label} · hub: {repo}", ref=ref, source="hub", config=config, error=error))
-            )
+                config, error = read_config(snapshot / category), None
+            except (CheckpointError, OSError) as err:
+                config, error = None, str(err)
+            label = f"{category} · {CheckpointInfo.from_config(config).variant or '?'}"  # the repo's folder name
+            ref = f"{repo_id}/{category}@{snapshot.name}"  # the listed commit: weights and config always match
+            added.append(self.add(Entry(key=f"{label} · hub: {repo_id}", ref=ref, source="hub", config=config,
+                                        error=error)))
         return added
 
     # -- queries ---------------------------------------------------------------------------------

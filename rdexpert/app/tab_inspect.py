@@ -44,7 +44,7 @@ class InspectItem:
 
     name: str
     path: str | None  # the file, when the image came from one
-    image: np.ndarray  # the resized input the maps align with
+    image: np.ndarray  # the input as the network saw it (padding cut off), the maps align with it
     normalized_map: np.ndarray  # calibrated anomaly map: 0.5 is the calibrated threshold
     scale_maps: list[np.ndarray]
     score: float  # raw
@@ -52,6 +52,7 @@ class InspectItem:
     out_of_distribution: bool | None = None  # not the trained product at all; None: the checkpoint has no check
     ood_score: float | None = None  # out-of-distribution distance / threshold
     original_size: tuple[int, int] | None = None  # (height, width) as uploaded: pictures are drawn at this aspect
+    truth: str | None = None  # the ground truth when known (an example): "normal" or "defective"
 
     @property
     def picture(self) -> np.ndarray:
@@ -107,8 +108,11 @@ def check_image(path: str) -> None:
     read_image(path)
 
 
-def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
-    """Run the network once on ``sources`` (paths or arrays); files are read with :func:`read_image`."""
+def predict_items(registry: Registry, key: str, sources: list, truths: list | None = None) -> InspectState:
+    """Run the network once on ``sources`` (paths or arrays); files are read with :func:`read_image`.
+
+    ``truths``: each source's ground truth ("normal", "defective") when known, else None.
+    """
     files = [source for source in sources if isinstance(source, (str, Path))]
     for path in files:  # every header first: a request with one huge file costs no decoding at all
         image_size(path, Path(path).name, MAX_INSPECT_PIXELS)
@@ -119,7 +123,7 @@ def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
     predictions = predictor.predict(list(images))
     seconds = time.perf_counter() - began
     items = []
-    for source, p in zip(sources, predictions):
+    for source, p, truth in zip(sources, predictions, truths or [None] * len(sources)):
         from_file = isinstance(source, (str, Path))
         items.append(
             InspectItem(
@@ -133,6 +137,7 @@ def predict_items(registry: Registry, key: str, sources: list) -> InspectState:
                 out_of_distribution=p.out_of_distribution,
                 ood_score=p.ood_score,
                 original_size=p.original_size,
+                truth=truth,
             )
         )
     return InspectState(
@@ -159,10 +164,11 @@ def render_inspect(state: InspectState | None, threshold: float):
         verdict = "ANOMALOUS" if item.normalized_score >= threshold else "normal"
         if item.out_of_distribution:
             verdict = "NOT THE TRAINED PRODUCT"
+        truth = f" (truth: {item.truth})" if item.truth else ""
         gallery.append(
             (
                 views.fused_overlay(item.picture, item.normalized_map, threshold),
-                f"{item.name}: {item.normalized_score:.2f} {verdict}",
+                f"{item.name}: {item.normalized_score:.2f} {verdict}{truth}",
             )
         )
     item = state.current
@@ -183,7 +189,8 @@ def render_inspect(state: InspectState | None, threshold: float):
         views.fused_overlay(item.picture, item.normalized_map, threshold),
         *views.scale_overlays(item.picture, item.scale_maps),
         (views.ood_warning_html(state.product, item.ood_score) if item.out_of_distribution else "")
-        + views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra),
+        + views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra)
+        + views.truth_html(item.truth, item.normalized_score >= threshold),
         info,
     )
 
@@ -196,8 +203,9 @@ def _refused(threshold: float, message: str, kind: str):
     return (None, *render_inspect(None, threshold), views.message_html(message, kind))
 
 
-def inspect(registry: Registry, key: str | None, sources: list, threshold: float):
-    """Check the request, run the network once, and draw the first image at ``threshold``."""
+def inspect(registry: Registry, key: str | None, sources: list, threshold: float, truths: list | None = None):
+    """Check the request, run the network once, and draw the first image at ``threshold`` (``truths``: see
+    :func:`predict_items`)."""
     if not key:
         return _refused(threshold, "Choose a checkpoint first (none is loaded).", "warning")
     if not sources:
@@ -205,7 +213,7 @@ def inspect(registry: Registry, key: str | None, sources: list, threshold: float
     if len(sources) > MAX_INSPECT_IMAGES:
         return _refused(threshold, f"{len(sources)} images: the limit is {MAX_INSPECT_IMAGES} per run.", "error")
     try:
-        state = predict_items(registry, key, sources)
+        state = predict_items(registry, key, sources, truths)
     except UploadError as error:
         return _refused(threshold, str(error), "error")
     except (CheckpointError, KeyError) as error:
@@ -224,15 +232,22 @@ def inspect_files(sessions: Sessions, key: str | None, uploaded, threshold: floa
     return inspect(sessions.registry_for(request), key, uploaded_paths(uploaded), threshold)
 
 
+def example_truth(caption: str) -> str:
+    """An example's ground truth from its caption ("defective: train_00066" -> "defective", rdexpert.app.server)."""
+    return caption.partition(":")[0].strip()
+
+
 def inspect_example(
     sessions: Sessions,
-    example_paths: list[str],
+    examples: list[tuple[str, str]],
     key,
     threshold: float,
     evt: gr.SelectData,
     request: gr.Request | None = None,
 ):
-    return inspect(sessions.registry_for(request), key, [example_paths[evt.index]], threshold)
+    """A clicked example (``examples``: (path, caption) pairs): inspected with its ground truth shown."""
+    path, caption = examples[evt.index]
+    return inspect(sessions.registry_for(request), key, [path], threshold, [example_truth(caption)])
 
 
 def rerender(state: InspectState | None, threshold: float):
@@ -253,7 +268,7 @@ def change_checkpoint(
     registry = sessions.registry_for(request)
     description = describe(registry, key)
     if state and state.items and key:
-        out = inspect(registry, key, [item.source for item in state.items], threshold)
+        out = inspect(registry, key, [item.source for item in state.items], threshold, [i.truth for i in state.items])
         if out[0] is not None:
             selected = out[0].select(state.selected)
             out = (selected, *render_inspect(selected, threshold), out[-1])
@@ -289,6 +304,7 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
                 file_count="multiple",
                 file_types=["image"],
                 elem_id="rdx-files",
+                height=120,  # a compact drop zone: on a phone the verdict comes right below it
             )
             run = gr.Button("Inspect", variant="primary", elem_id="rdx-run")
             examples = examples_gallery(
@@ -345,7 +361,7 @@ def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_in
         bind(inspect_files, sessions), [checkpoint, tab.files, tab.threshold], outputs, concurrency_id="inspect"
     )
     tab.examples.select(
-        bind(inspect_example, sessions, cfg.example_paths),
+        bind(inspect_example, sessions, cfg.examples),
         [checkpoint, tab.threshold],
         outputs,
         concurrency_id="inspect",

@@ -39,6 +39,7 @@ CSS = """
   #rdx-inspect-controls > :has(#rdx-examples), #rdx-inspect-controls > #rdx-examples {order: 2}
   #rdx-header-row, #rdx-inspect-pictures, #rdx-inspect-scales {flex-direction: column}  /* labels not cut */
   #rdx-ft-uploads .file-preview-holder {display: none}  /* the file count under each upload stands in */
+  #rdx-checkpoint-info {max-height: 6.5em; overflow-y: auto}  /* scrolls: the verdict stays on the first screen */
 }
 """
 

@@ -95,8 +95,13 @@ def display(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
 
 
 def at_aspect(image: np.ndarray, original_size: tuple[int, int] | None) -> np.ndarray:
-    """The network's square input stretched back to the aspect ratio of the image as given, so a 4:3 part
-    is shown as 4:3 and not squashed (None: leave it square)."""
+    """The picture the network saw brought to the aspect ratio of the image as given, so a 4:3 part is shown as
+    4:3 and not squashed (None: leave it as it is).
+
+    A "squash" model's input is square and is stretched back; a "pad" model's picture region (the padding
+    already cut off, :class:`rdexpert.inference.Prediction`) has that aspect ratio up to a pixel's rounding.
+    Maps drawn over the result are resized to it (:func:`fused_overlay`, :func:`scale_overlays`).
+    """
     if not original_size:
         return image
     oh, ow = original_size
@@ -178,6 +183,19 @@ def verdict_html(
         f'<div style="width:{pct:.1f}%;height:100%;background:{colour};border-radius:7px"></div>'
         f'<div style="position:absolute;left:{tpct:.1f}%;top:-3px;width:2px;height:20px;background:#000"></div></div>'
         f'<div style="color:#555">{extra}</div></div>'
+    )
+
+
+def truth_html(truth: str | None, anomalous: bool) -> str:
+    """For an image whose label is known (an example): its ground truth beside the model's verdict, and whether
+    they agree; "" when the label is not known (an upload)."""
+    if not truth:
+        return ""
+    word = "ANOMALOUS" if anomalous else "NORMAL"
+    agrees = (truth == "defective") == anomalous
+    return (
+        f'<div class="rdx-truth" data-agrees="{str(agrees).lower()}">Example — ground truth: '
+        f"<b>{html.escape(truth)}</b> · model: <b>{word}</b> ({'agrees' if agrees else 'disagrees'})</div>"
     )
 
 

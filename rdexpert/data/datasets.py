@@ -4,7 +4,9 @@ Why this module exists: it is the only part of :mod:`rdexpert.data` that needs
 ``torch.utils.data``; it joins the sample lists of :mod:`.layouts` with the
 decoding of :mod:`.images`.  Both datasets share :class:`_CachedDataset`, the
 one place that keeps decoded, resized images in memory per index and preloads
-them.
+them.  Images are fitted to the square input as the model was trained
+(``fit``: "squash" or "pad", :func:`.images.fit_image`); items carry the
+picture's content ``box`` so that scores and pixel metrics skip the padding.
 """
 from __future__ import annotations
 
@@ -15,7 +17,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import image_to_tensor, load_image, load_mask, mask_to_tensor, resize_image, resize_mask
+from .images import (
+    ContentBox,
+    _check_fit,
+    content_box,
+    fit_image,
+    fit_mask,
+    image_to_tensor,
+    load_image,
+    load_mask,
+    mask_to_tensor,
+    pad_to_square,
+)
 from .layouts import Sample
 
 __all__ = ["ImageDataset", "SyntheticAnomalyDataset"]
@@ -32,10 +45,12 @@ class _CachedDataset(Dataset):
     in the main process, and forked workers inherit it.
     """
 
-    def __init__(self, samples: Sequence[Sample], image_size: int, cache: bool = True):
+    def __init__(self, samples: Sequence[Sample], image_size: int, cache: bool = True, fit: str = "squash"):
+        _check_fit(fit)
         self.samples = list(samples)
         self.image_size = int(image_size)
         self.cache = bool(cache)
+        self.fit = fit
         self._cache: dict[int, Any] = {}
 
     def __len__(self) -> int:
@@ -67,18 +82,20 @@ class ImageDataset(_CachedDataset):
     """Evaluation dataset.
 
     Item ``i`` is ``dict(image=3xSxS float32 in [0,1], mask=1xSxS float32 in {0,1},
-    label=int, path=str, has_mask=bool)``.  ``has_mask`` is False for normal
+    label=int, path=str, has_mask=bool, box=int64 (top, left, height, width))``: ``box`` is
+    where the picture lies in the square (all of it unless ``fit="pad"``).  ``has_mask`` is False for normal
     images and for defective images without a mask (plain-folder datasets);
     pixel metrics should skip defective images with ``has_mask`` False.
 
-    With ``cache=True`` the resized uint8 image and bool mask are kept in memory
+    With ``cache=True`` the fitted uint8 image and bool mask are kept in memory
     per index (per DataLoader worker; call :meth:`preload` before creating the
     DataLoader to fill it once in the main process).
     """
 
-    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, ContentBox]:
         s = self.samples[index]
         img = load_image(s.path)
+        box = content_box(img.shape[0], img.shape[1], self.image_size, self.fit)
         if s.mask_path is not None:
             mask = load_mask(s.mask_path)
             if mask.shape != img.shape[:2]:
@@ -87,17 +104,17 @@ class ImageDataset(_CachedDataset):
                     warnings.warn(
                         f"Mask '{s.mask_path}' ({mask.shape[1]}x{mask.shape[0]}) and image "
                         f"'{s.path}' ({img.shape[1]}x{img.shape[0]}) have different aspect ratios; "
-                        f"both are resized to {self.image_size}x{self.image_size}.",
+                        f"the mask is stretched onto the image's {box.width}x{box.height} pixels.",
                         stacklevel=3,
                     )
-            mask = resize_mask(mask, self.image_size)
+            mask = fit_mask(mask, self.image_size, self.fit, box)
         else:
             mask = np.zeros((self.image_size, self.image_size), dtype=bool)
-        return resize_image(img, self.image_size), mask
+        return fit_image(img, self.image_size, self.fit), mask, box
 
     def __getitem__(self, index: int) -> dict:
         index = self._index(index)
-        img, mask = self._load(index)
+        img, mask, box = self._load(index)
         s = self.samples[index]
         return {
             "image": image_to_tensor(img),
@@ -105,6 +122,7 @@ class ImageDataset(_CachedDataset):
             "label": int(s.label),
             "path": str(s.path),
             "has_mask": s.mask_path is not None,
+            "box": torch.tensor(box, dtype=torch.int64),
         }
 
 
@@ -113,14 +131,19 @@ class SyntheticAnomalyDataset(_CachedDataset):
 
     Item ``i`` is ``dict(image=3xSxS (normal), augmented=3xSxS (with synthetic
     anomaly), mask=1xSxS (synthetic anomaly mask), label=int (1 when the mask is
-    non-empty), path=str)``.
+    non-empty), path=str, box=int64 (top, left, height, width))``.
+
+    ``fit="pad"``: the anomaly is made on the picture at model scale (the box's ``height x width``), and
+    then clean image, anomaly and mask are padded like :func:`.images.fit_image` (mask with 0), so that
+    no synthetic defect ever lies in the padding and the padding of an image with a defect at its border
+    repeats that defect, as a real one's would.
 
     ``synthesizer(image_HxWx3_float32_0_1, rng, foreground) -> obj`` with
     ``.image`` (HxWx3 float32) and ``.mask`` (HxW float32); None builds
     ``rdexpert.synthesis.AnomalySynthesizer()``.
 
     ``foreground_method`` chooses the foreground mask handed to the synthesizer
-    (computed once per image on the resized float image, then cached):
+    (computed once per image on the resized float picture, unpadded, then cached):
 
     * None (default): the synthesizer's own method, ``synthesizer.foreground_mask(image)``
       when it has that method (e.g. ``AnomalySynthesizer.for_category(...)``),
@@ -146,11 +169,12 @@ class SyntheticAnomalyDataset(_CachedDataset):
         synthesizer: Callable | None = None,
         seed: int = 0,
         foreground_method: str | Callable | None | bool = None,
+        fit: str = "squash",
     ):
         samples = list(samples)
         if not samples:
             raise ValueError("SyntheticAnomalyDataset needs at least one training image.")
-        super().__init__(samples, image_size)
+        super().__init__(samples, image_size, fit=fit)
         if synthesizer is None:
             from rdexpert.synthesis import AnomalySynthesizer  # lazy: optional at import time
 
@@ -196,7 +220,7 @@ class SyntheticAnomalyDataset(_CachedDataset):
         return fg.astype(bool) if fg.dtype == bool else fg > 0.5
 
     def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        img = resize_image(load_image(self.samples[index].path), self.image_size)
+        img = fit_image(load_image(self.samples[index].path), self.image_size, self.fit, padded=False)
         return img, self._foreground(img)
 
     def __getitem__(self, index: int) -> dict:
@@ -212,10 +236,14 @@ class SyntheticAnomalyDataset(_CachedDataset):
                 f"synthesizer returned image {aug.shape} / mask {mask.shape} for an input of "
                 f"shape {img.shape}; they must match."
             )
+        size = self.image_size
+        box = content_box(img.shape[0], img.shape[1], size, "pad")  # img is the picture, unpadded: its box
+        img, aug, mask = pad_to_square(img, size), pad_to_square(aug, size), pad_to_square(mask, size, "zero")
         return {
             "image": torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))),
             "augmented": torch.from_numpy(np.ascontiguousarray(aug.transpose(2, 0, 1))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
             "label": int(mask.max() > 0) if mask.size else 0,
             "path": str(self.samples[index].path),
+            "box": torch.tensor(box, dtype=torch.int64),
         }

@@ -5,7 +5,8 @@ A checkpoint is named either by a local folder or by ``ORG/NAME/CATEGORY[@REVISI
 ``snapshot_download`` resolves the revision to one commit and fetches only that
 commit's ``CATEGORY/*`` files, so the files always belong together even if the
 branch moves meanwhile; the commit is reported in ``config["source"]``, and
-``@<commit>`` pins it for good.
+``@<commit>`` pins it for good. :func:`list_categories` lists a repo's categories
+the same way, from their ``config.json`` files alone (the app's menu).
 
 Offline (``HF_HUB_OFFLINE=1``) or with the Hub unreachable, the local Hugging
 Face cache is used and a warning says so; with nothing cached the error says how
@@ -84,7 +85,8 @@ def resolve_checkpoint(
         raise CheckpointError(
             f"checkpoint {str(ref)!r} is neither an existing folder nor a Hub reference ORG/NAME/CATEGORY[@REVISION]"
         )
-    snapshot = _snapshot(hub, cache_dir, endpoint, token, local_hint=f"there is no local folder {str(ref)!r}")
+    snapshot = _snapshot(hub.repo_id, hub.revision, f"{hub.category}/*", str(hub), cache_dir, endpoint, token,
+                         local_hint=f"; also, there is no local folder {str(ref)!r}")
     folder = snapshot / hub.category
     if not (folder / CONFIG_NAME).is_file():
         available = sorted(p.parent.name for p in snapshot.glob(f"*/{CONFIG_NAME}"))
@@ -97,39 +99,61 @@ def resolve_checkpoint(
     return folder, source
 
 
-def _snapshot(hub: HubReference, cache_dir, endpoint, token, local_hint: str) -> Path:
-    """Fetch ``CATEGORY/*`` of one commit; fall back to the cache, saying so, when the Hub is out of reach."""
+def list_categories(
+    repo: str, cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None
+) -> tuple[Path, list[str]]:
+    """The categories of the model repo ``ORG/NAME[@REVISION]`` and the snapshot of one commit holding their
+    ``config.json`` files (a few kB each; weights are fetched only when a category is loaded). Offline or with the
+    Hub out of reach: what the local cache holds of that revision, with a warning."""
+    repo_id, _, revision = str(repo).partition("@")
+    if not re.fullmatch(f"{NAME}/{NAME}", repo_id):
+        raise HubError(f"{repo!r} is not a Hub model repository ORG/NAME[@REVISION]")
+    snapshot = _snapshot(repo_id, revision or "main", f"*/{CONFIG_NAME}", str(repo), cache_dir, endpoint, token,
+                         partial=True)
+    return snapshot, sorted(p.parent.name for p in snapshot.glob(f"*/{CONFIG_NAME}"))
+
+
+def _snapshot(repo_id: str, revision: str, pattern: str, what: str, cache_dir, endpoint, token,
+              local_hint: str = "", partial: bool = False) -> Path:
+    """Fetch the files matching ``pattern`` of one commit; fall back to the cache, saying so, when the Hub is out of
+    reach (``partial``: a cached snapshot that lacks some of them will do)."""
+    cached = dict(repo_id=repo_id, revision=revision, pattern=pattern, what=what, cache_dir=cache_dir,
+                  local_hint=local_hint, partial=partial)
     if is_offline_mode():
-        return _cached(hub, cache_dir, "HF_HUB_OFFLINE is set", local_hint)
+        return _cached(why="HF_HUB_OFFLINE is set", **cached)
     api = HfApi(endpoint=endpoint, token=token)
     try:  # one cheap call first, so that a missing repo or an unreachable Hub gets its own clear message
-        api.repo_info(hub.repo_id, revision=hub.revision)
+        api.repo_info(repo_id, revision=revision)
     except RevisionNotFoundError:
-        raise HubError(f"{hub}: repository {hub.repo_id} has no revision {hub.revision!r}") from None
+        raise HubError(f"{what}: repository {repo_id} has no revision {revision!r}") from None
     except RepositoryNotFoundError:
         raise HubError(
-            f"{hub}: model repository {hub.repo_id} not found on {api.endpoint} (or it is private: log in with "
-            f"`hf auth login`); also, {local_hint}"
+            f"{what}: model repository {repo_id} not found on {api.endpoint} (or it is private: log in with "
+            f"`hf auth login`){local_hint}"
         ) from None
     except Exception as error:  # connection refused, timeout, DNS, 5xx: the Hub is out of reach
-        return _cached(hub, cache_dir, f"the Hub could not be reached ({type(error).__name__}: {error})", local_hint)
+        return _cached(why=f"the Hub could not be reached ({type(error).__name__}: {error})", **cached)
     # snapshot_download resolves the revision to one commit, downloads that commit's files only, and
     # records branch/tag -> commit in the cache's refs/ so the same reference also works offline later
-    return Path(snapshot_download(hub.repo_id, revision=hub.revision, allow_patterns=f"{hub.category}/*",
-                                  cache_dir=cache_dir, endpoint=endpoint, token=token))
+    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=pattern, cache_dir=cache_dir,
+                                  endpoint=endpoint, token=token))
 
 
-def _cached(hub: HubReference, cache_dir, why: str, local_hint: str) -> Path:
+def _cached(repo_id: str, revision: str, pattern: str, what: str, cache_dir, local_hint: str, partial: bool,
+            why: str) -> Path:
     cache = Path(cache_dir or constants.HF_HUB_CACHE)
     try:
-        snapshot = Path(snapshot_download(hub.repo_id, revision=hub.revision, allow_patterns=f"{hub.category}/*",
-                                          cache_dir=cache_dir, local_files_only=True))
+        snapshot = Path(snapshot_download(repo_id, revision=revision, allow_patterns=pattern, cache_dir=cache_dir,
+                                          local_files_only=True))
     except _NOT_CACHED as error:
-        raise HubError(
-            f"{hub} is not in the local Hugging Face cache ({cache}) and {why}; also, {local_hint}. "
-            f"To fix: connect once (unset HF_HUB_OFFLINE) so it is downloaded, or fetch it elsewhere with "
-            f"`hf download {hub.repo_id} --include '{hub.category}/*' --revision {hub.revision}` and copy the "
-            f"cache (HF_HUB_CACHE) here, or pass a local checkpoint folder. ({type(error).__name__})"
-        ) from None
-    logger.warning("%s: using the locally cached snapshot %s of %s (not checked for updates)", why, snapshot.name, hub)
+        if not (partial and getattr(error, "snapshot_path", None)):
+            raise HubError(
+                f"{what} is not in the local Hugging Face cache ({cache}) and {why}{local_hint}. "
+                f"To fix: connect once (unset HF_HUB_OFFLINE) so it is downloaded, or fetch it elsewhere with "
+                f"`hf download {repo_id} --include '{pattern}' --revision {revision}` and copy the "
+                f"cache (HF_HUB_CACHE) here{', or pass a local checkpoint folder' if local_hint else ''}. "
+                f"({type(error).__name__})"
+            ) from None
+        snapshot = Path(error.snapshot_path)  # the cache lacks some of the files: use the ones it has
+    logger.warning("%s: using the locally cached snapshot %s of %s (not checked for updates)", why, snapshot.name, what)
     return snapshot

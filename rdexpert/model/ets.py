@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from ..backbones import create_backbone
+from ..data.images import INPUT_FITS
 from .anomaly_map import BLUR_BORDERS, BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
 from .decoder import Decoder
+from .fusion import drop_unused_stages, fold_batch_norms
 from .gii import GATES
 from .ocbe import OCBE
 
@@ -18,6 +20,9 @@ REFERENCES = ("teacher", "expert")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
 SIZE_MULTIPLE = 32  # the encoder's stride-16 features go through one more stride-2 stage in the OCBE
 MAX_BLUR_SIGMA = 64.0
+# a prepared model on the CPU runs at most this many input pixels at once (4 images at 256 px): bigger batches
+# spill their activations out of the caches into freshly mapped memory and cost more per image (bench/latency.py)
+CPU_CHUNK_PIXELS = 4 * 256 * 256
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -58,6 +63,10 @@ class ModelConfig:
     map_align_corners: bool = False
     blur_border: str = "mirror"
     precision: str = "bf16"  # "bf16": autocast on CUDA; "fp32": never
+    # how images are fitted to image_size x image_size (rdexpert.data.fit_image): "squash" (resized, the
+    # released code's way and every checkpoint's before this field) or "pad" (aspect ratio kept, padded;
+    # scores and metrics then look at the picture only, never at the padding)
+    input_fit: str = "squash"
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -72,9 +81,10 @@ class ModelConfig:
         if self.default_reference not in REFERENCES:
             raise ValueError(f"unknown default_reference {self.default_reference!r}; choose one of {REFERENCES}")
         if self.blur_border not in BLUR_BORDERS or self.precision not in PRECISIONS \
-                or not isinstance(self.map_align_corners, bool):
+                or not isinstance(self.map_align_corners, bool) or self.input_fit not in INPUT_FITS:
             raise ValueError(f"bad scoring choices: map_align_corners={self.map_align_corners!r} (bool), "
-                             f"blur_border={self.blur_border!r} {BLUR_BORDERS}, precision={self.precision!r} {PRECISIONS}")
+                             f"blur_border={self.blur_border!r} {BLUR_BORDERS}, precision={self.precision!r} "
+                             f"{PRECISIONS}, input_fit={self.input_fit!r} {INPUT_FITS}")
         object.__setattr__(self, "decoder_blocks", tuple(self.decoder_blocks))
 
     def to_dict(self) -> dict:
@@ -88,6 +98,16 @@ class ETSOutput:
     reference: list[torch.Tensor]  # the features the student is scored against
     student: list[torch.Tensor]
     maps: AnomalyMaps
+
+    @classmethod
+    def concatenate(cls, parts: list[ETSOutput]) -> ETSOutput:
+        """The outputs of consecutive chunks of one batch, as the batch's output."""
+        def cat(lists):
+            return [torch.cat(tensors) for tensors in zip(*lists)]
+
+        maps = AnomalyMaps(scales=cat([p.maps.scales for p in parts]), fused=torch.cat([p.maps.fused for p in parts]),
+                           score=torch.cat([p.maps.score for p in parts]))
+        return cls(reference=cat([p.reference for p in parts]), student=cat([p.student for p in parts]), maps=maps)
 
 
 class ExpertTeacherStudent(nn.Module):
@@ -107,6 +127,7 @@ class ExpertTeacherStudent(nn.Module):
         channels = self.expert.channels
         self.ocbe = OCBE(channels, num_blocks=config.ocbe_blocks)
         self.decoder = Decoder(channels, self.ocbe.out_channels, skip=self.variant.skip, num_blocks=config.decoder_blocks)
+        self.inference_only = False  # set by prepare_for_inference
 
     @property
     def teacher(self) -> nn.Module:
@@ -117,6 +138,8 @@ class ExpertTeacherStudent(nn.Module):
 
     def train(self, mode: bool = True):
         """Like ``nn.Module.train`` but the expert always stays in eval mode."""
+        if mode and self.inference_only:
+            raise RuntimeError("this model was prepared for inference (BatchNorm folded); load the checkpoint again to train")
         super().train(mode)
         self.expert.eval()
         return self
@@ -141,6 +164,20 @@ class ExpertTeacherStudent(nn.Module):
             raise ValueError(f"unknown reference {reference!r}; choose one of {REFERENCES}")
         if gate not in GATES:
             raise ValueError(f"unknown GII gate {gate!r}; choose one of {GATES}")
+        parts = self.batch_parts(images)
+        if len(parts) > 1:
+            return ETSOutput.concatenate([self._forward(part, reference, gate) for part in parts])
+        return self._forward(images, reference, gate)
+
+    def batch_parts(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The chunks :meth:`forward` runs one after the other: a prepared model on the CPU runs at most
+        ``CPU_CHUNK_PIXELS`` input pixels at once; otherwise the batch is one part."""
+        if not (self.inference_only and images.device.type == "cpu"):  # (nothing traced looks at the shape)
+            return [images]
+        chunk = max(1, CPU_CHUNK_PIXELS // (images.shape[-2] * images.shape[-1]))
+        return list(images.split(chunk)) if len(images) > chunk else [images]
+
+    def _forward(self, images: torch.Tensor, reference: str, gate: str) -> ETSOutput:
         teacher_features = self.teacher(images)
         student = self.student(teacher_features, gate)
         target = teacher_features if reference == "teacher" else self.expert(images)
@@ -148,6 +185,34 @@ class ExpertTeacherStudent(nn.Module):
         maps = compute_anomaly_maps(student, target, images.shape[-2:], c.blur_sigma, c.map_align_corners, c.blur_border)
         return ETSOutput(reference=target, student=student, maps=maps)
 
+    def prepare_for_inference(self) -> "ExpertTeacherStudent":
+        """Make this model faster at inference, in place, and inference-only; returns it. Used by the Predictor.
+
+        Every BatchNorm is folded into the convolution before it, backbone stages whose output no feature
+        needs are dropped (:mod:`.fusion`), and the weights are stored channels-last (the OCBE's excepted),
+        which oneDNN (CPU) and cuDNN run without layout reorders; on the CPU, large batches then run a few
+        images at a time (``CPU_CHUNK_PIXELS``). The maps move by float rounding only
+        (tests/test_speed_parity.py). Afterwards the model can no longer be trained or saved.
+        """
+        if self.inference_only:
+            return self
+        self.eval().requires_grad_(False)
+        probe = torch.zeros(1, 3, 2 * SIZE_MULTIPLE, 2 * SIZE_MULTIPLE, device=next(self.parameters()).device)
+
+        def run_every_part():
+            self.student(self.teacher(probe), "gated")
+            self.expert(probe)
+
+        for backbone in {self.expert, self.teacher}:
+            drop_unused_stages(backbone.body)
+        fold_batch_norms(self, run_every_part)
+        self.to(memory_format=torch.channels_last)
+        self.ocbe.to(memory_format=torch.contiguous_format)  # see OCBE.forward
+        self.inference_only = True
+        return self
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Teacher (if trained) and student weights; the expert is rebuilt from its pretrained source."""
+        if self.inference_only:
+            raise RuntimeError("this model was prepared for inference (BatchNorm folded); save the checkpoint it came from")
         return {k: v for k, v in self.state_dict().items() if not k.startswith("expert.")}

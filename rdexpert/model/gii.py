@@ -65,7 +65,8 @@ class GuidedInjection(nn.Module):
 def capture_gates(model: nn.Module):
     """Record the gate ``s`` of every gated GII module during the forwards inside the block.
 
-    Yields ``{module name: s}`` (B x 1 x H x W, filled as the forwards run), so the app
+    Yields ``{module name: s}`` (N x 1 x H x W: every image that went through, in order, filled as the
+    forwards run; a prepared model runs a large batch in chunks), so the app
     can show what GII let through without a second copy of the decoder; a forward hook
     recomputes ``s`` from the module's own inputs with :meth:`GuidedInjection.similarity`.
     Only this thread's forwards are recorded: the app's model is shared by concurrent requests.
@@ -78,7 +79,8 @@ def capture_gates(model: nn.Module):
             if threading.get_ident() != owner:
                 return
             gate = args[3] if len(args) > 3 else kwargs.get("gate", "gated")
-            captured[name] = module.similarity(args[0], args[1], gate).detach()
+            s = module.similarity(args[0], args[1], gate).detach()
+            captured[name] = torch.cat([captured[name], s]) if name in captured else s
 
         return record
 

@@ -58,16 +58,16 @@ def _train(args) -> None:
         health_every=args.health_every, recipe=args.recipe, recipe_set=parse_overrides(args.recipe_set) or None,
         init_from=args.init_from,
     )
+    worker = Worker.from_env()
     if is_many(args.category):
         if args.distributed == "ddp":
             raise ValueError("--distributed ddp trains one category on every rank; with several categories the "
                              "ranks share the categories instead (leave out --distributed)")
         _writable(args.out)
         rows = train_many(settings, args.out, parse_categories(args.category, args.data_root), test=not args.no_test)
-        if Worker.from_env().is_main:
+        if worker.is_main:
             print(f"{len(rows)} categories in {args.out}; summary: {Path(args.out) / 'summary.md'}")
         return
-    worker = Worker.from_env()
     if worker.world_size > 1 and args.distributed != "ddp":
         raise ValueError(f"started by torchrun with {worker.world_size} processes but one category: add "
                          "--distributed ddp to train it on all of them, or give several categories (--category a,b / all)")

@@ -1,6 +1,7 @@
 """Browser latency of one Inspect request (issue 11): from the person's action to the verdict on screen.
 
-    python bench/inspect_latency.py              # 12 timed uploads and 12 example clicks, demo checkpoint
+    python bench/inspect_latency.py              # 12 timed uploads and 12 example clicks per backend, demo checkpoint
+    python bench/inspect_latency.py --backends torch
 
 The app runs in this process on a free localhost port with the shipped checkpoints; Debian's Chromium
 (through Playwright) does what a person does: upload a file (each time under a new name, so no cache
@@ -13,12 +14,15 @@ Results: bench/results/inspect_latency.{md,json}, with the machine.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import shutil
 import socket
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,18 +40,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=12)
-    args = parser.parse_args()
-
+def measure(backend: str, repeats: int, work: Path) -> dict[str, list[float]]:
+    """Seconds per action with the app's Predictor on ``backend`` (a fresh app on a free port)."""
     from playwright.sync_api import sync_playwright
 
     from rdexpert.app.server import build_app, launch, parse_args
 
-    work = Path(tempfile.mkdtemp(prefix="inspect-latency-"))
     port = free_port()
-    app_args = parse_args(["--port", str(port), "--workdir", str(work / "app")])
+    app_args = parse_args(["--port", str(port), "--workdir", str(work / "app"), "--backend", backend])
     app_args.hub_repo = None
     demo = build_app(app_args, root=ROOT)
     launch(demo, app_args, prevent_thread_lock=True, quiet=True)
@@ -62,8 +62,8 @@ def main() -> None:
             examples = page.locator("#rdx-examples button.thumbnail-item")
             examples.first.wait_for()
             info = page.locator("#rdx-inspect-info")
-            for i in range(-1, args.repeats):  # -1: the warm-up (model load, first forward), not timed
-                name = f"upload_{i + 1:02d}"
+            for i in range(-1, repeats):  # -1: the warm-up (model load, ONNX export, first forward), not timed
+                name = f"upload_{backend}_{i + 1:02d}"
                 path = work / f"{name}.png"
                 shutil.copy(sources[i % 2], path)
                 if i >= 0:  # a fresh page (not timed): the upload box would otherwise keep the previous file
@@ -77,7 +77,7 @@ def main() -> None:
                 if i >= 0:
                     timings["upload + Inspect"].append(time.perf_counter() - began)
             last = examples.count() - 1
-            for i in range(args.repeats):
+            for i in range(repeats):
                 k = (i % 2) * last  # alternate the first and the last example, so every click changes the page
                 before = info.inner_text()
                 began = time.perf_counter()
@@ -89,19 +89,43 @@ def main() -> None:
             browser.close()
     finally:
         demo.close()
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"],
+                        help="the app's Predictor backend (python app.py --backend), one app after the other")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="inspect-latency-"))
+    os.environ["RDEXPERT_CACHE"] = str(work / "cache")  # the ONNX export happens in the untimed warm-up
+    # each app in a fresh process: a second app in the same process answered uploads ~0.05 s slower
+    spawn = multiprocessing.get_context("spawn")
+    try:
+        results = {}
+        for backend in args.backends:
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                results[backend] = pool.submit(measure, backend, args.repeats, work).result()
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
     lines = [
         "# Inspect latency in the browser (shipped demo checkpoint)", "",
         f"Machine: {machine_line()}; server and Chromium on the same 2 cores.",
-        f"Command: `python bench/inspect_latency.py {' '.join(sys.argv[1:])}`".rstrip(), "",
-        "| action | n | median s | p90 s | max s |", "|---|---|---|---|---|",
+        f"Command: `python bench/inspect_latency.py {' '.join(sys.argv[1:])}`".rstrip() + ". Backend: the app's "
+        "`--backend` (the Predictor's: PyTorch, or ONNX Runtime on the CPU), one app after the other, each in its "
+        "own process.", "",
+        "| backend | action | n | median s | p90 s | max s |", "|---|---|---|---|---|---|",
     ]
-    for action, values in timings.items():
-        ordered = sorted(values)
-        p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-        lines.append(f"| {action} | {len(values)} | {statistics.median(values):.2f} | {p90:.2f} | {max(values):.2f} |")
-    save_results("inspect_latency", "\n".join(lines) + "\n", timings=timings)
+    for backend, timings in results.items():
+        for action, values in timings.items():
+            ordered = sorted(values)
+            p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+            lines.append(f"| {backend} | {action} | {len(values)} | {statistics.median(values):.2f} | {p90:.2f} "
+                         f"| {max(values):.2f} |")
+    save_results("inspect_latency", "\n".join(lines) + "\n", timings=results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -38,6 +40,7 @@ from rdexpert.model import ExpertTeacherStudent, ModelConfig, anomaly_map  # noq
 
 PEER = "anomalib ReverseDistillation"
 BEFORE = " (before)"  # suffix of the rows measuring the code path before prepare_for_inference and the matrix blur
+ORT = " (onnxruntime)"  # suffix of the rows run by the Predictor's ONNX Runtime backend (CPU)
 
 
 def blur_2d(maps: torch.Tensor, sigma: float, border: str = "mirror") -> torch.Tensor:
@@ -74,6 +77,23 @@ def ours(backbone: str, variant: str, size: int, optimised: bool = True):
     return model, before
 
 
+def ours_onnxruntime(backbone: str, variant: str, size: int, device: torch.device, notes: list[str]):
+    """The same model in the Predictor's ONNX Runtime backend (exported afresh into a temporary cache)."""
+    if device.type != "cpu":
+        return None, "the onnxruntime backend runs on the CPU only"
+    try:
+        from rdexpert.onnx_backend import OnnxRuntimeForward
+    except ImportError as error:
+        return None, f"onnxruntime is not installed ({error})"
+    model = build(backbone, variant, size, optimised=False)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        forward = OnnxRuntimeForward(model, cache=cache)  # the session holds the graph; the file can go
+    notes.append(f"rdexpert {variant}{ORT} / {backbone}: export and session start {time.perf_counter() - began:.1f} s "
+                 "(once per checkpoint; cached on disk afterwards)")
+    return (model, lambda images: forward(images).scores), None
+
+
 def anomalib_rd(backbone: str, size: int):
     """anomalib's RD torch model, or the reason it cannot be built."""
     try:
@@ -91,13 +111,49 @@ def anomalib_rd(backbone: str, size: int):
     return (model, lambda images: model(images).pred_score), None
 
 
-def anomalib_version() -> str | None:
+def package_version(name: str) -> str | None:
     try:
         from importlib.metadata import version
 
-        return version("anomalib")
+        return version(name)
     except Exception:
         return None
+
+
+def anomalib_rd_onnxruntime(backbone: str, size: int, device: torch.device):
+    """The peer in ONNX Runtime too (TorchScript exporter, same session options): the like-for-like ratio."""
+    built, why_not = anomalib_rd(backbone, size)
+    if built is None or device.type != "cpu":
+        return None, why_not or "ONNX Runtime rows run on the CPU only"
+    import onnxruntime
+
+    class Score(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            return self.model(images).pred_score
+
+    with tempfile.TemporaryDirectory() as folder, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = f"{folder}/peer.onnx"
+        torch.onnx.export(Score(built[0]).eval(), (torch.rand(1, 3, size, size),), path, dynamo=False,
+                          input_names=["image"], output_names=["score"], dynamic_axes={"image": {0: "batch"}},
+                          opset_version=18)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return (built[0], lambda images: session.run(None, {"image": images.cpu().numpy()})), None
+
+
+def anomalib_version() -> str | None:
+    return package_version("anomalib")
+
+
+def onnxruntime_version() -> str | None:
+    return package_version("onnxruntime")
 
 
 def interleaved_milliseconds(runs: dict, batch: int, size: int, reps: int, device: torch.device = torch.device("cpu"),
@@ -138,17 +194,18 @@ def main() -> None:
     device = torch.device(args.device)
     load_before = os.getloadavg()
 
-    cases = [  # (backbone, label, builder); ours first, then the peer with the same backbone
-        ("tf_efficientnet_lite0", "rdexpert full" + BEFORE, lambda b: (ours(b, "full", size, False), None)),
-        ("tf_efficientnet_lite0", "rdexpert full", lambda b: (ours(b, "full", size), None)),
-        ("tf_efficientnet_lite0", PEER, lambda b: anomalib_rd(b, size)),
-        ("wide_resnet50_2", "rdexpert full" + BEFORE, lambda b: (ours(b, "full", size, False), None)),
-        ("wide_resnet50_2", "rdexpert full", lambda b: (ours(b, "full", size), None)),
-        ("wide_resnet50_2", "rdexpert rd" + BEFORE, lambda b: (ours(b, "rd", size, False), None)),
-        ("wide_resnet50_2", "rdexpert rd", lambda b: (ours(b, "rd", size), None)),
-        ("wide_resnet50_2", PEER, lambda b: anomalib_rd(b, size)),
-    ]
     rows, notes = [], []
+    cases = [  # (backbone, label, builder); ours first, then the peer with the same backbone
+        (backbone, f"rdexpert {variant}{suffix}", builder)
+        for backbone, variants in (("tf_efficientnet_lite0", ["full"]), ("wide_resnet50_2", ["full", "rd"]))
+        for variant in variants
+        for suffix, builder in (
+            (BEFORE, lambda b, v=variant: (ours(b, v, size, False), None)),
+            ("", lambda b, v=variant: (ours(b, v, size), None)),
+            (ORT, lambda b, v=variant: ours_onnxruntime(b, v, size, device, notes)),
+        )
+    ] + [(backbone, label, builder) for backbone in ("tf_efficientnet_lite0", "wide_resnet50_2") for label, builder in (
+        (PEER, lambda b: anomalib_rd(b, size)), (PEER + ORT, lambda b: anomalib_rd_onnxruntime(b, size, device)))]
     for backbone in dict.fromkeys(case[0] for case in cases if case[0] in args.backbones):
         runs = {}
         for _, label, build in (case for case in cases if case[0] == backbone):
@@ -175,11 +232,17 @@ def main() -> None:
 
     for row in rows:  # ratio to the peer with the same backbone (> 1: ours is slower), and after / before
         peer = find(row["backbone"], PEER)
-        before = None if row["model"].endswith(BEFORE) else find(row["backbone"], row["model"] + BEFORE)
+        before = None if row["model"].endswith(BEFORE) else find(row["backbone"], row["model"].removesuffix(ORT) + BEFORE)
         for batch in args.batches:
             key = f"batch_{batch}_ms"
             row[f"batch_{batch}_ratio"] = row[key] / peer[key] if peer and row is not peer else None
             row[f"batch_{batch}_vs_before"] = row[key] / before[key] if before else None
+
+    for row in rows:  # like for like: our ONNX Runtime rows against the peer's
+        peer_ort = find(row["backbone"], PEER + ORT)
+        if row["model"].endswith(ORT) and peer_ort and row is not peer_ort:
+            ratios = ", ".join(f"{row[f'batch_{b}_ms'] / peer_ort[f'batch_{b}_ms']:.2f}x at batch {b}" for b in args.batches)
+            notes.append(f"{row['model']} / {PEER + ORT} ({row['backbone']}): {ratios}")
 
     def cell(row, batch):
         ratio, vs_before = row[f"batch_{batch}_ratio"], row[f"batch_{batch}_vs_before"]
@@ -196,7 +259,10 @@ def main() -> None:
         f"Command: `{' '.join(['python bench/latency.py', *sys.argv[1:]])}`. Random weights; median of the "
         "timed repetitions after one warm-up, round-robin over the models of a backbone (reps per cell in "
         "latency.json); `before`: the code path before `prepare_for_inference` and the matrix blur, "
-        "`x before` = after / before; `x peer` = ours / "
+        "`x before` = after / before; `(onnxruntime)`: the same model in the Predictor's ONNX Runtime backend "
+        f"(`backend=\"onnxruntime\"`, onnxruntime {onnxruntime_version() or 'not installed'}, "
+        f"{torch.get_num_threads()} intra-op threads; the peer's row exported the same way, for the like-for-like "
+        "ratio); `x peer` = ours / "
         f"{PEER} (anomalib {anomalib_version() or 'not installed'}) with the same backbone (anomalib has RD "
         "decoders for ResNets only).",
         "",

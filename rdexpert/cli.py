@@ -178,7 +178,8 @@ def _predict(args) -> None:
     names = {}
     for file, name in items:
         names.setdefault(str(file), name)
-    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, threshold=args.threshold)
+    predictor = Predictor.from_pretrained(args.checkpoint, device=args.device, threshold=args.threshold,
+                                          backend=args.backend)
     if args.no_ood:
         predictor.ood = None
     rows, used, skipped, reported = [], set(), [], 0
@@ -425,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                         help="onnxruntime: the same maps on the CPU in less time (most at small batches), after a "
+                              "one-off ONNX export cached in ~/.cache/rdexpert/onnx ($RDEXPERT_CACHE); default switches only")
     predict.add_argument("--threshold", type=_threshold, default="calibrated",
                          help="'calibrated' (normal images, default), 'f1' (stored by test --save-metrics) or a raw score")
     predict.add_argument("--no-overlays", action="store_true", help="write only predictions.csv")

@@ -31,23 +31,31 @@ from torch import nn
 from .checkpoint import CheckpointInfo
 from .io import atomic_write
 from .model import ExpertTeacherStudent
+from .ood import pooled_features
 
 OPSET = 18  # the dynamo exporter's lowest opset (it cannot convert Pad down to 17)
 EXPORTERS = ("auto", "dynamo", "torchscript")  # auto: dynamo, TorchScript when that fails
 OUTPUTS = ("anomaly_map", "scale_maps", "score")
+POOLED = "expert_pooled"  # optional fourth output: the expert's pooled features, for the out-of-distribution check
 TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| on the maps, in raw score units (maps reach ~0.1 .. 3)
 
 
 class ExportedForward(nn.Module):
     """The model with the inference switches fixed and plain tensor outputs."""
 
-    def __init__(self, model: ExpertTeacherStudent, reference: str | None = None, gate: str = "gated"):
+    def __init__(self, model: ExpertTeacherStudent, reference: str | None = None, gate: str = "gated",
+                 pooled_expert: bool = False):
         super().__init__()
-        self.model, self.reference, self.gate = model, reference, gate
+        self.model, self.reference, self.gate, self.pooled_expert = model, reference, gate, pooled_expert
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @property
+    def output_names(self) -> list[str]:
+        return list(OUTPUTS) + ([POOLED] if self.pooled_expert else [])
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         maps = self.model(image, reference=self.reference, gate=self.gate).maps
-        return maps.fused, torch.cat(maps.scales, dim=1), maps.score
+        outputs = (maps.fused, torch.cat(maps.scales, dim=1), maps.score)
+        return outputs + (pooled_features(self.model.expert(image)),) if self.pooled_expert else outputs
 
 
 def _export_dynamo(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: int) -> None:
@@ -56,7 +64,7 @@ def _export_dynamo(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: i
     batch = torch.export.Dim("batch")
     torch.onnx.export(
         wrapper, (example,), tmp, dynamo=True, external_data=False, verbose=False, input_names=["image"],
-        output_names=list(OUTPUTS), dynamic_shapes=({0: batch},), opset_version=opset,
+        output_names=wrapper.output_names, dynamic_shapes=({0: batch},), opset_version=opset,
     )
     written = _opset(tmp)
     if written != opset:  # the exporter logs a failed down-conversion and keeps its own opset
@@ -64,12 +72,12 @@ def _export_dynamo(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: i
 
 
 def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, tmp: str, opset: int) -> None:
-    dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in OUTPUTS}}
+    dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in wrapper.output_names}}
     with warnings.catch_warnings():  # the exporter's deprecation notice and constant-folding chatter
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(
-            wrapper, (example,), tmp, dynamo=False, input_names=["image"], output_names=list(OUTPUTS),
+            wrapper, (example,), tmp, dynamo=False, input_names=["image"], output_names=wrapper.output_names,
             dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True,
         )
 
@@ -107,11 +115,13 @@ def export_onnx(
     gate: str = "gated",
     opset: int | None = None,
     exporter: str = "auto",
+    pooled_expert: bool = False,
 ) -> Path:
     """Write ``model`` as ONNX to ``path`` (atomically, one file); ``config`` goes into the metadata.
 
     ``exporter``: ``"auto"`` (dynamo, else TorchScript with a warning), ``"dynamo"`` or ``"torchscript"``;
     the one used is stored under the metadata key ``exporter``. ``opset`` defaults to :data:`OPSET`.
+    ``pooled_expert``: add the output :data:`POOLED` (B x D, :func:`rdexpert.ood.pooled_features` of the expert).
     """
     import onnx
 
@@ -119,7 +129,7 @@ def export_onnx(
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     opset = OPSET if opset is None else int(opset)
     model = model.to("cpu").eval()
-    wrapper = ExportedForward(model, reference, gate).eval()
+    wrapper = ExportedForward(model, reference, gate, pooled_expert).eval()
     size = model.config.image_size
     example = torch.rand(2, 3, size, size)
 

@@ -26,6 +26,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import ImageLoadError, content_box, fit_image, image_to_tensor, list_images, load_image, to_rgb
 from .hub.resolve import hub_reference
 from .model import ExpertTeacherStudent
+from .onnx_backend import BACKENDS, OnnxRuntimeForward
 from .ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
 from .runtime import resolve_device
 from .scoring import content_scores, score_images
@@ -92,6 +93,8 @@ class Predictor:
     ``rdexpert test --save-metrics``, a number that raw score. Setting
     ``predictor.threshold`` later keeps the normalisation's lower anchor. ``ood``: the out-of-distribution
     check (:func:`rdexpert.ood.load_ood`; :meth:`from_pretrained` loads the checkpoint's), None for none.
+    ``backend``: "torch", or "onnxruntime" (CPU only; :mod:`rdexpert.onnx_backend`: the same maps, faster on
+    CPU, after a one-off export cached on disk) for requests with the default switches.
     """
 
     def __init__(
@@ -101,8 +104,10 @@ class Predictor:
         device: str | torch.device = "auto",
         threshold: str | float | None = None,
         ood: OutOfDistribution | None = None,
+        backend: str = "torch",
     ):
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        self.onnx = self._onnx_forward(model, backend, ood is not None)
         # inference-only from here: BatchNorm folded, channels-last (ExpertTeacherStudent.prepare_for_inference)
         self.model = model.to(self.device).prepare_for_inference()
         self.config = config
@@ -115,26 +120,40 @@ class Predictor:
             calibration = Calibration(float(threshold), min(0.0, float(threshold) - 1.0), "given by the caller", "set by hand")
         self.calibration = calibration.choose(threshold)
 
+    def _onnx_forward(self, model: ExpertTeacherStudent, backend: str, pooled_expert: bool):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        if backend == "torch":
+            return None
+        if self.device.type != "cpu":
+            raise ValueError(f"the onnxruntime backend runs on the CPU; use device='cpu' (got {self.device})")
+        return OnnxRuntimeForward(model.to("cpu"), pooled_expert=pooled_expert)
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx is None else "onnxruntime"
+
     @classmethod
     def from_pretrained(cls, ref: str | Path, device: str = "auto", *, subfolder: str | None = None,
                         revision: str | None = None, **kwargs) -> "Predictor":
         """Load a checkpoint folder or ``ORG/NAME/CATEGORY[@REVISION]``; as in huggingface_hub, the category and
         the revision may also be given apart: ``from_pretrained("ORG/NAME", subfolder="metal_plate", revision=SHA)``.
 
-        Keyword arguments: ``threshold`` (see the class), ``pretrained_expert``
+        Keyword arguments: ``threshold`` and ``backend`` (see the class), ``pretrained_expert``
         (None: as trained; False: random expert, for tests only).
         """
         threshold = kwargs.pop("threshold", None)
         pretrained_expert = kwargs.pop("pretrained_expert", None)
+        backend = kwargs.pop("backend", "torch")
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: subfolder, revision, threshold, "
-                            "pretrained_expert")
+                            "backend, pretrained_expert")
         if subfolder is not None or revision is not None:
             ref = hub_reference(str(ref), subfolder, revision)
         device = resolve_device(device)
         model, config = load_checkpoint(ref, pretrained_expert=pretrained_expert, map_location=device)
         ood = load_ood(config["source"]["path"], config, dims=sum(model.expert.channels))
-        return cls(model, config, device, threshold, ood)
+        return cls(model, config, device, threshold, ood, backend)
 
     # -- calibration ------------------------------------------------------------------------
     @property
@@ -158,8 +177,11 @@ class Predictor:
         return self.calibration.normalize(np.asarray(anomaly_map, dtype=np.float32))
 
     # -- prediction -------------------------------------------------------------------------
-    def _forward(self, images: list[np.ndarray], reference: str, gate: str):
+    def _forward(self, images: list[np.ndarray], reference: str, gate: str, backend: str | None):
         batch = torch.stack([image_to_tensor(image) for image in images])
+        if self._use_onnx(reference, gate, backend):
+            out = self.onnx(batch)
+            return out.fused, out.scales, out.scores, None if self.ood is None else self.ood.scores(out.pooled_expert)
         reuse = self.ood is not None and expert_is_reference(self.model, reference)
         (scored,) = score_images(self.model, [batch], self.device, reference, gate, scales=True,
                                  pool_reference=pooled_features if reuse else None)
@@ -169,16 +191,24 @@ class Predictor:
             ood_scores = self.ood.scores(pooled)
         return scored.maps, scored.scale_maps, scored.scores, ood_scores
 
+    def _use_onnx(self, reference: str | None, gate: str, backend: str | None) -> bool:
+        if backend not in (None, *BACKENDS):
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        if self.onnx is None or backend == "torch":
+            return False
+        default = (reference or self.model.config.default_reference) == self.model.config.default_reference
+        return default and gate == "gated"
+
     def iter_predict(
         self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16,
-        skipped: list | None = None,
+        skipped: list | None = None, backend: str | None = None,
     ) -> Iterator[Prediction]:
         """Like :meth:`predict` but yields one Prediction at a time, so a large folder never sits in memory."""
-        return self._predict_items(_gather(inputs)[0], reference, gate, batch_size, skipped)
+        return self._predict_items(_gather(inputs)[0], reference, gate, batch_size, skipped, backend)
 
     def predict(
         self, inputs, reference: str | None = None, gate: str = "gated", batch_size: int = 16,
-        skipped: list | None = None,
+        skipped: list | None = None, backend: str | None = None,
     ) -> Prediction | list[Prediction]:
         """Score a path, PIL image or array (-> Prediction), or a list or folder of them (-> list, folder sorted).
 
@@ -190,9 +220,12 @@ class Predictor:
         (corrupt, truncated, vanished): each is left out of the result and appended to ``skipped`` as
         ``(path, ImageLoadError)``. Without it the first unreadable file raises; a single image always
         raises, and so does an invalid in-memory array.
+
+        ``backend``: None runs the predictor's backend where it can (ONNX Runtime serves the default
+        switches only); "torch" forces PyTorch, e.g. to record the GII gates with :func:`rdexpert.model.capture_gates`.
         """
         items, single = _gather(inputs)
-        predictions = list(self._predict_items(items, reference, gate, batch_size, None if single else skipped))
+        predictions = list(self._predict_items(items, reference, gate, batch_size, None if single else skipped, backend))
         return predictions[0] if single else predictions
 
     def _load_chunk(self, chunk, skipped: list | None) -> tuple[list, list[np.ndarray], list[tuple[int, int]], list]:
@@ -214,14 +247,14 @@ class Predictor:
         return kept, images, sizes, boxes
 
     def _predict_items(self, items, reference: str, gate: str, batch_size: int,
-                       skipped: list | None = None) -> Iterator[Prediction]:
+                       skipped: list | None = None, backend: str | None = None) -> Iterator[Prediction]:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for start in range(0, len(items), batch_size):
             chunk, images, sizes, boxes = self._load_chunk(items[start : start + batch_size], skipped)
             if not chunk:
                 continue
-            fused, scales, _, ood_scores = self._forward(images, reference, gate)
+            fused, scales, _, ood_scores = self._forward(images, reference, gate, backend)
             scores = content_scores(fused, boxes)  # the padding (if any) is never scored
             for i, (path, _) in enumerate(chunk):
                 score, box = float(scores[i]), boxes[i]

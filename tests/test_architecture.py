@@ -22,7 +22,7 @@ LAYERS = [
     ("data", ["data", "data.layouts", "data.datasets", "viz"]),
     ("model", ["model.*"]),
     ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health", "ood"]),
-    ("workflows", ["inference", "evaluate", "calibrate", "train_config", "train", "train_many", "export"]),
+    ("workflows", ["onnx_backend", "inference", "evaluate", "calibrate", "train_config", "train", "train_many", "export"]),
     ("interfaces", ["hub.publish", "cli", "app.*"]),
 ]
 

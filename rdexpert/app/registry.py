@@ -134,9 +134,12 @@ class Registry:
     visible only through it, and their keys never collide with the parent's.
     """
 
-    def __init__(self, device: str = "auto", cache_size: int = 6, parent: Registry | None = None):
+    def __init__(self, device: str = "auto", cache_size: int = 6, parent: Registry | None = None,
+                 backend: str | None = None):
         self.parent = parent
         self.device = parent.device if parent is not None and device == "auto" else device
+        # the Predictor's backend ("torch" or "onnxruntime", CPU only); a session's registry follows its parent
+        self.backend = backend or (parent.backend if parent is not None else "torch")
         self.cache_size = cache_size
         self.entries: dict[str, Entry] = {}
         self.messages: list[str] = []
@@ -302,7 +305,7 @@ class Registry:
 
             began = time.perf_counter()
             try:
-                predictor = Predictor.from_pretrained(entry.ref, device=self.device)
+                predictor = Predictor.from_pretrained(entry.ref, device=self.device, backend=self.backend)
             except Exception as error:
                 log.exception("could not load checkpoint %s", entry.ref)
                 raise CheckpointError(

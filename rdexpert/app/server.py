@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs the internet)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="onnxruntime: Inspect runs ONNX Runtime on the CPU (faster; one-off export per checkpoint, "
+                             "cached in ~/.cache/rdexpert/onnx); the walkthrough's switches always run in torch")
     parser.add_argument("--workdir", default=None, help="where fine-tune uploads and checkpoints go (default runs/app)")
     parser.add_argument(
         "--workdir-budget-mb",
@@ -74,7 +77,7 @@ def build_app(args: argparse.Namespace | None = None, root: str | Path | None = 
 
     args = args if args is not None else parse_args([])
     root = Path(root) if root is not None else Path.cwd()
-    registry = Registry(device=args.device)
+    registry = Registry(device=args.device, backend=args.backend)
     if not args.no_demo:
         shipped = root / "checkpoints"
         found = registry.scan(shipped, source="shipped", required=False)

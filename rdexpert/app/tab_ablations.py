@@ -52,7 +52,7 @@ def pixels(source):
 
 def run_setting(predictor, source, reference: str, gate: str):
     """(prediction, calibrated map) of one switch setting."""
-    p = predictor.predict(source, reference=reference, gate=gate)
+    p = predictor.predict(source, reference=reference, gate=gate, backend="torch")  # the gates are captured in torch
     return p, predictor.map_to_normalized(p.anomaly_map)
 
 

@@ -64,8 +64,8 @@ def test_category(folder: Path, config: TrainConfig, device: str) -> dict:
         return read_json(report)  # tested before an interruption; the checkpoint has not changed since
     model, saved = load_checkpoint(folder, map_location=resolve_device(device))
     info = CheckpointInfo.from_config(saved)
-    result = evaluate_split(model, config.data_root, config.category, device=device, layout=config.layout,
-                            progress=False)
+    result = evaluate_split(model.prepare_for_inference(), config.data_root, config.category, device=device,
+                            layout=config.layout, progress=False)
     write_report(result, folder / "test", f"{info.variant} ({config.category})", info.threshold)
     record_metrics(folder, info.default_setting, measured_metrics(result, config.data_root, config.category),
                    f1_threshold=result.metrics.get("f1_threshold"))

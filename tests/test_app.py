@@ -1305,16 +1305,21 @@ def test_page_on_a_narrow_screen_shows_the_verdict_before_the_controls(page, app
         phone.locator("#rdx-examples button.thumbnail-item").nth(3).click()
         _wait_text(phone, "#rdx-verdict", "calibrated score")
 
-        def top(selector: str) -> float:
-            return phone.locator(selector).first.bounding_box()["y"]
+        def page_tops(selectors: list[str]) -> list[float]:
+            """Tops from the top of the page, read in one script: the page may still be scrolling to the
+            result, and view-relative positions read one after another would mix scroll positions."""
+            return phone.evaluate("(selectors) => selectors.map((s) => document.querySelector(s)"
+                                  ".getBoundingClientRect().top + window.scrollY)", selectors)
 
         order = ["#rdx-files", "#rdx-verdict", "#rdx-fused", "#rdx-threshold", "#rdx-examples"]
-        assert [top(selector) for selector in order] == sorted(top(selector) for selector in order)
-        on_page = top("#rdx-verdict") + phone.evaluate("window.scrollY")  # from the top of the page, not the view
+        tops = page_tops(order)
+        assert tops == sorted(tops), dict(zip(order, tops))
+        on_page = tops[1]
         print(f"\nthe verdict's top at 400 px wide: {on_page:.0f} px from the top of the page")
         assert on_page < 900, on_page  # (f) on a phone's first screen, even below the test's broken-checkpoint banner
         assert phone.locator("#rdx-fused").bounding_box()["width"] <= 400
-        assert top("#rdx-checkpoint") < top("#rdx-checkpoint-info")  # the header is stacked too
+        header = page_tops(["#rdx-checkpoint", "#rdx-checkpoint-info"])
+        assert header[0] < header[1]  # the header is stacked too
         for k in range(3):  # each picture's label clears its buttons (side by side they covered it)
             label = phone.locator(f'#rdx-scale-{k} label[data-testid="block-label"]').bounding_box()
             buttons = phone.locator(f"#rdx-scale-{k} .icon-button-wrapper").first.bounding_box()

@@ -40,6 +40,11 @@ POOLED = "expert_pooled"  # optional fourth output: the expert's pooled features
 TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| on the maps, in raw score units (maps reach ~0.1 .. 3)
 
 
+def output_names(pooled_expert: bool = False) -> list[str]:
+    """The graph's outputs, in order: :data:`OUTPUTS`, then :data:`POOLED` when asked for."""
+    return list(OUTPUTS) + ([POOLED] if pooled_expert else [])
+
+
 class ExportedForward(nn.Module):
     """The model with the inference switches fixed and plain tensor outputs."""
 
@@ -50,7 +55,7 @@ class ExportedForward(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return list(OUTPUTS) + ([POOLED] if self.pooled_expert else [])
+        return output_names(self.pooled_expert)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         maps = self.model(image, reference=self.reference, gate=self.gate).maps

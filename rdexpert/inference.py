@@ -181,15 +181,17 @@ class Predictor:
         batch = torch.stack([image_to_tensor(image) for image in images])
         if self._use_onnx(reference, gate, backend):
             out = self.onnx(batch)
-            return out.fused, out.scales, out.scores, None if self.ood is None else self.ood.scores(out.pooled_expert)
-        reuse = self.ood is not None and expert_is_reference(self.model, reference)
-        (scored,) = score_images(self.model, [batch], self.device, reference, gate, scales=True,
-                                 pool_reference=pooled_features if reuse else None)
-        ood_scores = None
-        if self.ood is not None:  # the expert's features of the same forward, or one expert forward more
-            pooled = scored.pooled_reference if reuse else expert_pooled(self.model, batch, self.device)
-            ood_scores = self.ood.scores(pooled)
-        return scored.maps, scored.scale_maps, scored.scores, ood_scores
+            fused, scales, scores, pooled = out.fused, out.scales, out.scores, out.pooled_expert
+        else:
+            reuse = self.ood is not None and expert_is_reference(self.model, reference)
+            (scored,) = score_images(self.model, [batch], self.device, reference, gate, scales=True,
+                                     pool_reference=pooled_features if reuse else None)
+            fused, scales, scores, pooled = scored.maps, scored.scale_maps, scored.scores, scored.pooled_reference
+        if self.ood is None:
+            return fused, scales, scores, None
+        if pooled is None:  # the same forward gave no expert features (or an ood check was set later): one more
+            pooled = expert_pooled(self.model, batch, self.device)
+        return fused, scales, scores, self.ood.scores(pooled)
 
     def _use_onnx(self, reference: str | None, gate: str, backend: str | None) -> bool:
         if backend not in (None, *BACKENDS):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import OPSET, OUTPUTS, POOLED, export_onnx
+from .export import OPSET, export_onnx, output_names
 from .model import ExpertTeacherStudent
 
 BACKENDS = ("torch", "onnxruntime")
@@ -92,7 +92,7 @@ class OnnxRuntimeForward:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self.outputs = list(OUTPUTS) + ([POOLED] if pooled_expert else [])
+        self.outputs = output_names(pooled_expert)
 
     def __call__(self, images: torch.Tensor) -> OnnxOutputs:
         """``images``: B x 3 x S x S float in [0, 1], fitted like the checkpoint's input."""

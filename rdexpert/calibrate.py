@@ -42,8 +42,9 @@ def calibrate(
     chosen = samples[:MAX_IMAGES]
     draws = max(2, math.ceil(MIN_SYNTHETIC / len(chosen)))
     twins = health_set_of(chosen, model.config, synthesizer, draws=draws, seed=CALIBRATION_SEED)
-    synthetic = [s for batch in score_images(model, twins.batches("augmented", 8), device) for s in batch.scores.tolist()]
-    return Calibration.from_normal_and_synthetic(normal, synthetic, source=source).to_dict()
+    synthetic, faint = ([s for batch in score_images(model, twins.batches(group, 8), device) for s in batch.scores.tolist()]
+                        for group in ("augmented", "faint"))
+    return Calibration.from_normal_and_synthetic(normal, synthetic, source=source, faint_scores=faint).to_dict()
 
 
 def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, category: str | None = None,

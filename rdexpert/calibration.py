@@ -60,6 +60,9 @@ import numpy as np
 
 QUANTILE = 0.99
 MARGIN = 0.25
+# a synthetic miss rate from which summary() warns in plain words that many real defects will pass (issue 19:
+# tire's calibration estimated 22 of 42 missed, and the test split missed 87 of 87 at that threshold)
+HIGH_MISS_RATE = 0.5
 SYNTHETIC_QUANTILE = 0.05  # synthetic anomalies fainter than this are not allowed to pull the threshold down
 NORMALIZATION = "max(0, 0.5 * (score - low) / (threshold - low)): low -> 0, threshold -> 0.5, unbounded above"
 
@@ -87,6 +90,9 @@ class Calibration:
     f1_threshold: float | None = None
     synthetic_scores: tuple[float, ...] = ()  # scores of synthetic anomalies on the same normal images
     method: str = "normal images"  # or "normal images + synthetic anomalies"
+    # scores of faint synthetic anomalies (rdexpert.health.FAINT_BETA): not used for the threshold, only to
+    # estimate how many subtle defects it lets through
+    faint_scores: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not (np.isfinite(self.threshold) and np.isfinite(self.low)):
@@ -124,11 +130,13 @@ class Calibration:
 
     @classmethod
     def from_normal_and_synthetic(
-        cls, normal_scores, synthetic_scores, source: str = "held-out normal training images",
+        cls, normal_scores, synthetic_scores, source: str = "held-out normal training images", faint_scores=(),
     ) -> "Calibration":
-        """The threshold in the gap between normal scores and synthetic-anomaly scores (module docstring)."""
+        """The threshold in the gap between normal scores and synthetic-anomaly scores (module docstring);
+        ``faint_scores`` only feed the estimates."""
         base = cls.from_normal_scores(normal_scores, source=source)
         synthetic = np.asarray(synthetic_scores, dtype=np.float64).ravel()
+        faint = tuple(round(float(v), 6) for v in np.asarray(faint_scores, dtype=np.float64).ravel())
         if synthetic.size == 0:
             return base
         if not np.isfinite(synthetic).all():
@@ -144,7 +152,7 @@ class Calibration:
                                 if gap_high <= gap_low else "; the synthetic gap lies below it")
         return cls(threshold=threshold, low=base.low, source=source, rule=rule, normal_scores=base.normal_scores,
                    synthetic_scores=tuple(round(float(v), 6) for v in synthetic),
-                   method="normal images + synthetic anomalies")
+                   method="normal images + synthetic anomalies", faint_scores=faint)
 
     def estimates(self) -> dict:
         """What the calibration data says about this threshold (no test images involved)."""
@@ -158,6 +166,10 @@ class Calibration:
             missed = int((synthetic < self.threshold).sum())
             out.update(synthetic_anomalies=int(synthetic.size), synthetic_missed=missed,
                        synthetic_miss_rate=missed / synthetic.size)
+        if self.faint_scores:
+            faint = np.asarray(self.faint_scores)
+            missed = int((faint < self.threshold).sum())
+            out.update(faint_anomalies=int(faint.size), faint_missed=missed, faint_miss_rate=missed / faint.size)
         return out
 
     def summary(self) -> str:
@@ -167,6 +179,13 @@ class Calibration:
                 f"images flagged (false-positive rate ≤ {100 * e['false_positive_rate_upper95']:.0f} % at 95 % confidence)")
         if "synthetic_anomalies" in e:
             text += f", {e['synthetic_missed']} of {e['synthetic_anomalies']} synthetic anomalies missed"
+        if "faint_anomalies" in e:
+            text += f" ({e['faint_missed']} of {e['faint_anomalies']} faint ones)"
+        miss = max(e.get("synthetic_miss_rate", 0.0), e.get("faint_miss_rate", 0.0))
+        if miss >= HIGH_MISS_RATE:
+            text += (f". Warning: up to {100 * miss:.0f} % of the synthetic defects score below this threshold, so "
+                     "expect this model to miss many real defects, subtle ones most: use it to rank images or to "
+                     "look at the map, not as a pass/fail gate")
         return text
 
     def with_threshold(self, threshold: float, rule: str = "set by hand") -> "Calibration":
@@ -176,7 +195,7 @@ class Calibration:
         if low >= threshold:  # keep the scale's width when the new threshold is below the normal minimum
             low = threshold - (self.threshold - self.low)
         return Calibration(threshold, low, self.source, rule, self.normal_scores, self.f1_threshold,
-                           self.synthetic_scores, self.method)
+                           self.synthetic_scores, self.method, self.faint_scores)
 
     def choose(self, threshold: str | float | None) -> "Calibration":
         """``None``/"calibrated": as stored; "f1": the stored F1-optimal threshold; a number: that threshold."""
@@ -222,6 +241,8 @@ class Calibration:
         }
         if self.synthetic_scores:
             out["synthetic_scores"] = list(self.synthetic_scores)
+        if self.faint_scores:
+            out["faint_scores"] = list(self.faint_scores)
         if self.f1_threshold is not None:
             out["f1_threshold"] = self.f1_threshold
         return out
@@ -246,6 +267,7 @@ class Calibration:
             f1_threshold=None if f1 is None else float(f1),
             synthetic_scores=tuple(float(v) for v in data.get("synthetic_scores") or []),
             method=data.get("method", "normal images"),
+            faint_scores=tuple(float(v) for v in data.get("faint_scores") or []),
         )
 
     @classmethod

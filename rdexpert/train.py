@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .calibrate import calibrate
 from .checkpoint import save_checkpoint
 from . import distributed
-from .data import SyntheticAnomalyDataset, train_and_holdout
+from .data import SyntheticAnomalyDataset, fit_image, load_image, train_and_holdout
 from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference, health_set_of
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
@@ -37,7 +37,8 @@ from .model import ExpertTeacherStudent
 from .ood import fit_ood, save_ood
 from .recipe import Recipe, get_recipe
 from .runtime import autocast, resolve_device
-from .synthesis import AnomalySynthesizer, foreground_method_for
+from .synthesis import AnomalySynthesizer, choose_foreground, foreground_method_for
+from .synthesis.foreground import AUTO_SAMPLE
 from .train_config import (  # noqa: F401  (re-exported: `from rdexpert.train import TrainConfig` keeps working)
     MAX_BATCH_SIZE, MAX_ITERATIONS, PRESETS, RESUMABLE_CHANGES, TEACHER_BN_MODES, TrainConfig,
 )
@@ -274,6 +275,11 @@ class Trainer:
                 "low (new normal images may be flagged as anomalous); add normal images (20 or more) for a "
                 "trustworthy threshold", UserWarning, stacklevel=2)
         method = foreground_method_for(c.category, c.foreground, table=self.recipe.foreground_table)
+        self.foreground_reason = "given" if c.foreground else f"the {self.recipe.foreground_table} table"
+        if method == "auto" and c.foreground is None:  # a category no table knows: decide from its training images
+            pictures = [fit_image(load_image(s.path), c.image_size, c.model_config().input_fit, padded=False)
+                        for s in train[:AUTO_SAMPLE]]
+            method, self.foreground_reason = choose_foreground(pictures)
         synthesizer = c.synthesizer(method)
         train_set = SyntheticAnomalyDataset(train, c.image_size, synthesizer, seed=c.seed, foreground_method=method,
                                             fit=c.model_config().input_fit)
@@ -474,7 +480,8 @@ class Trainer:
         save_checkpoint(
             model,
             self.out,
-            training={**c.to_dict(), "foreground_method": foreground, "train_images": len(dataset),
+            training={**c.to_dict(), "foreground_method": foreground,
+                      "foreground_reason": self.foreground_reason, "train_images": len(dataset),
                       "holdout_images": len(holdout), "train_seconds": round(train_seconds, 1),
                       "iterations_run": total, "recipe_choices": self.recipe.to_dict(),
                       "recipe_deviations": self.recipe.deviations(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from .model import ModelConfig
-from .recipe import LONG_SCHEDULE_CATEGORIES, PRE_RECIPE_SET, Recipe, get_recipe
+from .recipe import CHOICES, LONG_SCHEDULE_CATEGORIES, PRE_RECIPE_SET, Recipe, get_recipe
 from .synthesis import AnomalySynthesizer
 
 # Presets. `paper` is DESIGN.md §3.5. `cpu` was sized with bench/train_speed.py on a
@@ -125,6 +125,10 @@ class TrainConfig:
         known = {k: v for k, v in data.items() if k in names}
         if "recipe" not in data:
             known.update(recipe="reference", recipe_set=PRE_RECIPE_SET)
+        elif isinstance(data.get("recipe_choices"), dict):  # a checkpoint's record: every choice as it trained,
+            # even where the named recipe has changed since (e.g. issue 19's never-empty masks)
+            choices = {k: v for k, v in data["recipe_choices"].items() if k in CHOICES}
+            known["recipe_set"] = {**choices, **(known.get("recipe_set") or {})}
         return cls(**known)
 
 

@@ -65,6 +65,16 @@ def save_image(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
 # -- the synthesis tests: a real image, skip marks, a disc mask -----------------------------------
 needs_mpdd = pytest.mark.skipif(not (MPDD / "metal_plate").is_dir(), reason="shared data not found")
 needs_dtd = pytest.mark.skipif(not DTD.is_dir(), reason="DTD textures not found")
+TIRE = DATA / "mvtec3d_rgb" / "tire"  # a dark product on a dark, noisy background (issue 19)
+needs_tire = pytest.mark.skipif(not TIRE.is_dir(), reason="MVTec 3D-AD tire not found")
+
+
+def training_pictures(category_folder: Path, size: int = 128, count: int = 12) -> list[np.ndarray]:
+    """The first ``count`` normal training images of a category, fitted as a padded model would train on them."""
+    from rdexpert.data import fit_image, load_image
+
+    files = sorted((category_folder / "train" / "good").iterdir())[:count]
+    return [fit_image(load_image(f), size, "pad", padded=False) for f in files]
 
 
 @pytest.fixture(scope="module")

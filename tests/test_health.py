@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TIRE, needs_tire, training_pictures
 
 from rdexpert.checkpoint import CheckpointInfo, load_checkpoint, read_config
 from rdexpert.data import list_samples, load_image, resize_image, split_holdout
-from rdexpert.health import REFERENCE_MARGIN, HealthSet, check_health, choose_reference
+from rdexpert.health import FAINT_MARGIN, REFERENCE_MARGIN, HealthSet, check_health, choose_reference
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
 from rdexpert.synthesis import AnomalySynthesizer
 from rdexpert.train import TrainConfig, teacher_train_mode, train, train_step
@@ -92,10 +93,20 @@ def test_health_check_reports_a_drifted_teacher_and_the_expert_becomes_the_defau
     reference, reason = choose_reference(drifted)
     assert reference == "expert" and "lost to the frozen expert" in reason
     expert = drifted["separation_expert"]
-    assert choose_reference({**drifted, "separation_teacher": expert + 0.01})[0] == "teacher"
+    even = {**drifted, "faint_separation_teacher": drifted["faint_separation_expert"]}  # the faint check tied
+    assert choose_reference({**even, "separation_teacher": expert + 0.01})[0] == "teacher"
     # synthetic defects are a proxy: a small loss (within REFERENCE_MARGIN) keeps the teacher
-    assert choose_reference({**drifted, "separation_teacher": expert - REFERENCE_MARGIN / 2})[0] == "teacher"
-    assert choose_reference({**drifted, "separation_teacher": expert - 2 * REFERENCE_MARGIN})[0] == "expert"
+    assert choose_reference({**even, "separation_teacher": expert - REFERENCE_MARGIN / 2})[0] == "teacher"
+    assert choose_reference({**even, "separation_teacher": expert - 2 * REFERENCE_MARGIN})[0] == "expert"
+    # the faint anomalies: a teacher that ties the usual check but loses the faint one is not kept
+    faint_expert = drifted["faint_separation_expert"]
+    tied = {**drifted, "separation_teacher": expert}
+    assert choose_reference({**tied, "faint_separation_teacher": faint_expert - FAINT_MARGIN / 2})[0] == "teacher"
+    reference, reason = choose_reference({**tied, "faint_separation_teacher": faint_expert - 2 * FAINT_MARGIN})
+    assert reference == "expert" and "faint" in reason
+    # a check stored before the faint group existed is judged on the usual anomalies alone
+    old = {k: v for k, v in tied.items() if not k.startswith("faint_")}
+    assert choose_reference(old)[0] == "teacher"
     assert model.training is False  # the check restores the mode it found
 
 
@@ -117,3 +128,27 @@ def test_training_logs_health_and_stores_the_default_reference(tmp_path, mpdd_ro
     # calibration ran with that reference: the held-out normals' scores sit below the threshold
     normal = [s for s in list_samples(mpdd_root, "metal_plate", "train") if s.label == 0]
     assert len(split_holdout(normal, 0.1, seed=111)[1]) == len(config["calibration"]["holdout_scores"])
+
+
+@needs_tire
+def test_check_anomalies_are_never_void_and_the_faint_group_is_fainter():
+    """Issue 19: with the released mask rule and a tight foreground, half of tire's check anomalies were empty and
+    counted as "missed". Every check anomaly now changes what it covers; the faint group changes it less."""
+    pictures = training_pictures(TIRE, count=8)
+    synthesizer = AnomalySynthesizer(foreground="grabcut", mask_rotation="zero_fill")  # empty draws allowed
+    check = HealthSet.build(pictures, synthesizer, draws=3, size=128)
+    assert check.augmented.shape == check.faint.shape == (24, 3, 128, 128)
+    clean = check.clean.repeat_interleave(3, 0)
+    change = {}
+    for group in ("augmented", "faint"):
+        inside, masks = check.anomaly_pixels(group)
+        assert masks.reshape(len(masks), -1).any(1).all()  # no empty mask
+        assert not (masks & ~inside).any()  # nothing in the padding
+        diff = (getattr(check, group) - clean).abs().amax(1).numpy()
+        per_anomaly = [float(d[m].mean()) for d, m in zip(diff, masks)]
+        assert min(per_anomaly) > 1 / 255  # each one visible
+        change[group] = float(np.median(per_anomaly))
+    assert change["faint"] < 0.6 * change["augmented"]
+    # the usual group does not depend on whether the faint one is made
+    without = HealthSet.build(pictures, synthesizer, draws=3, size=128, with_faint=False)
+    assert without.faint is None and torch.equal(without.augmented, check.augmented)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -171,3 +172,14 @@ def test_input_fit_row_reference_squashes_improved_pads_and_old_checkpoints_squa
     assert ModelConfig(**ModelConfig(input_fit="pad").to_dict()).input_fit == "pad"  # stored and read back
     with pytest.raises(ValueError, match="input_fit='crop'"):
         ModelConfig(input_fit="crop")
+
+
+def test_a_checkpoint_reads_back_with_the_choices_it_trained_with_even_after_the_recipe_changed():
+    """A config.json records every recipe choice; re-calibrating reads those, not today's named recipe (issue 19
+    switched improved's mask rule to never-empty masks)."""
+    assert IMPROVED.mask_rotation == "reflect" and REFERENCE.mask_rotation == "zero_fill"
+    stored = {"data_root": ".", "category": "tire", "out": ".", "recipe": "improved",
+              "recipe_choices": {**IMPROVED.to_dict(), "mask_rotation": "zero_fill"}}
+    run = TrainConfig.from_dict(stored)
+    assert run.resolved_recipe() == replace(IMPROVED, mask_rotation="zero_fill")
+    assert run.synthesizer("grabcut").mask_rotation == "zero_fill"

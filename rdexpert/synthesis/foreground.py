@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_FOREGROUND",
     "foreground_mask",
     "foreground_method_for",
+    "choose_foreground",
 ]
 
 FOREGROUND_METHODS = ("none", "otsu", "otsu_inverse", "grabcut", "auto", "grabcut_released", "otsu_inverse_released")
@@ -233,3 +234,42 @@ def foreground_mask(image: np.ndarray, method: str = "auto") -> np.ndarray:
     if not fg.any():
         return np.ones((h, w), bool)
     return fg
+
+
+# --------------------------------------------------------------------------
+# A category's method, chosen from its own training images
+# --------------------------------------------------------------------------
+
+#: What "auto" tries for a category the tables do not know, in order: Otsu (per image, cheap), then GrabCut.
+AUTO_CANDIDATES = ("auto", "grabcut")
+#: A method is trusted for a category only if, on every sampled training image, its mask covers this share
+#: of the picture (a 3 % specular highlight or the whole frame is not an object) ...
+AUTO_COVER = (0.10, 0.85)
+#: ... and the covers agree from image to image (the same product is photographed the same way): the spread
+#: (max - min) of the covers at most this share of their median.
+AUTO_SPREAD = 0.35
+AUTO_SAMPLE = 12  # training images the choice looks at
+
+
+def choose_foreground(images: list[np.ndarray], candidates: tuple[str, ...] = AUTO_CANDIDATES) -> tuple[str, str]:
+    """The foreground method for a category from its normal training images (HxWx3 RGB, as trained), and why.
+
+    A method that does not know where the object is must not guess: the first candidate whose masks are
+    plausible (:data:`AUTO_COVER`) and consistent (:data:`AUTO_SPREAD`) on every sampled image is chosen;
+    when none is, ``"none"`` (anomalies anywhere), never a sliver or a different region per image.
+    """
+    chosen = [np.asarray(i) for i in images[:AUTO_SAMPLE]]
+    if not chosen:
+        return "none", "no training images to judge a foreground on: anomalies anywhere"
+    tried = []
+    for method in candidates:
+        covers = np.array([float(foreground_mask(i, method).mean()) for i in chosen])
+        low, high = float(covers.min()), float(covers.max())
+        spread = (high - low) / max(float(np.median(covers)), 1e-6)
+        if AUTO_COVER[0] <= low and high <= AUTO_COVER[1] and spread <= AUTO_SPREAD:
+            return method, (f"{method}: object masks on all {len(chosen)} sampled training images, "
+                            f"covering {100 * low:.0f}-{100 * high:.0f} % of the picture")
+        tried.append(f"{method} covered {100 * low:.0f}-{100 * high:.0f} %")
+    return "none", (f"no method found the object consistently ({'; '.join(tried)} of the picture on "
+                    f"{len(chosen)} sampled images; wanted {100 * AUTO_COVER[0]:.0f}-{100 * AUTO_COVER[1]:.0f} %, "
+                    f"spread ≤ {100 * AUTO_SPREAD:.0f} % of the median): anomalies anywhere")

@@ -28,6 +28,14 @@ def blend(image: np.ndarray, texture: np.ndarray, mask: np.ndarray, beta: float)
     return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 
+def _disc_around_a_pixel(mask: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """A disc of ``radius`` pixels centred on a random pixel of ``mask`` (so mask * disc is never empty)."""
+    ys, xs = np.nonzero(mask)
+    k = int(rng.integers(len(ys)))
+    yy, xx = np.ogrid[: mask.shape[0], : mask.shape[1]]
+    return ((yy - ys[k]) ** 2 + (xx - xs[k]) ** 2 <= max(radius, 1.0) ** 2).astype(np.float32)
+
+
 @dataclass(eq=False)
 class SyntheticAnomaly:
     image: np.ndarray  # HxWx3 float32 augmented image
@@ -54,6 +62,7 @@ class AnomalySynthesizer:
         augment_textures: bool = True,
         max_tries: int = 20,
         mask_rotation: str = "reflect",
+        max_extent: float | None = None,
     ):
         _check_method(foreground)
         self.textures = textures if isinstance(textures, TextureSource) else TextureSource(textures)
@@ -63,6 +72,9 @@ class AnomalySynthesizer:
         self.augment_textures = bool(augment_textures)
         self.max_tries = int(max_tries)
         self.mask_rotation = mask_rotation  # rdexpert.synthesis.perlin.MASK_ROTATIONS
+        # None: the Perlin mask as drawn; a fraction: only the part within that share of the picture's shorter
+        # side from one of its pixels (a small defect, as most real ones are)
+        self.max_extent = max_extent
 
     @classmethod
     def for_category(
@@ -91,6 +103,8 @@ class AnomalySynthesizer:
         mask = perlin_mask(
             (h, w), rng, fg, threshold=self.threshold, max_tries=self.max_tries, rotation=self.mask_rotation
         )
+        if self.max_extent and mask.any():
+            mask = mask * _disc_around_a_pixel(mask, self.max_extent * min(h, w), rng)
         tex = self.textures.sample(rng, (h, w))
         if self.augment_textures:
             tex = augment_texture(tex, rng)

@@ -49,6 +49,8 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "full_teacher_bn_frozen": ("full", {"teacher_bn": "frozen"}),
     "full_teacher_lr_low": ("full", {"teacher_lr": 1e-5}),
     "full_squash": ("full", {"recipe_set": {"input_fit": "squash"}}),
+    "full_bn_frozen_lr3e-4": ("full", {"teacher_bn": "frozen", "teacher_lr": 3e-4}),
+    "full_bn_frozen_lr1e-3": ("full", {"teacher_bn": "frozen", "teacher_lr": 1e-3}),
     "full_reference": ("full", {"recipe": "reference"}),
     "full_dtd": ("full", {"textures": str(SHARED / "dtd" / "images")}),
 }

@@ -172,8 +172,9 @@ class Calibration:
             out.update(faint_anomalies=int(faint.size), faint_missed=missed, faint_miss_rate=missed / faint.size)
         return out
 
-    def summary(self) -> str:
-        """One plain-words sentence on how the threshold was chosen and what that data says about it."""
+    def summary(self, warn: bool = True) -> str:
+        """One plain-words sentence on how the threshold was chosen and what that data says about it (and
+        :meth:`miss_warning` after it, unless ``warn`` is False)."""
         e = self.estimates()
         text = (f"threshold from {self.method} ({self.source}): {e['normal_flagged']} of {e['normal_images']} normal "
                 f"images flagged (false-positive rate ≤ {100 * e['false_positive_rate_upper95']:.0f} % at 95 % confidence)")
@@ -181,12 +182,18 @@ class Calibration:
             text += f", {e['synthetic_missed']} of {e['synthetic_anomalies']} synthetic anomalies missed"
         if "faint_anomalies" in e:
             text += f" ({e['faint_missed']} of {e['faint_anomalies']} faint ones)"
+        warning = self.miss_warning() if warn else None
+        return text + (f". {warning}" if warning else "")
+
+    def miss_warning(self) -> str | None:
+        """A plain-words warning when the calibration data says most defects would pass the threshold, else None."""
+        e = self.estimates()
         miss = max(e.get("synthetic_miss_rate", 0.0), e.get("faint_miss_rate", 0.0))
-        if miss >= HIGH_MISS_RATE:
-            text += (f". Warning: up to {100 * miss:.0f} % of the synthetic defects score below this threshold, so "
-                     "expect this model to miss many real defects, subtle ones most: use it to rank images or to "
-                     "look at the map, not as a pass/fail gate")
-        return text
+        if miss < HIGH_MISS_RATE:
+            return None
+        return (f"Warning: {100 * miss:.0f} % of the synthetic defects score below this threshold, so expect this "
+                "model to miss many real defects, subtle ones most: use it to rank images or to look at the map, "
+                "not as a pass/fail gate")
 
     def with_threshold(self, threshold: float, rule: str = "set by hand") -> "Calibration":
         """The same normalisation anchor with another threshold (a slider, the F1-optimal one, ...)."""

@@ -232,3 +232,14 @@ def choose_reference(health: dict[str, float], margin: float = REFERENCE_MARGIN,
                           f"more than {faint_margin:.2f} below on the faint ones); scoring against the expert")
     return "teacher", (f"trained teacher holds up on the held-out synthetic check ({text}; allowed loss "
                        f"{margin:.2f}, {faint_margin:.2f} on the faint ones)")
+
+
+def reference_for(health: dict[str, float], reference_switch: str = "health_check") -> tuple[str, str, str]:
+    """(default reference, the check's verdict, why) for a trained teacher: the verdict of :func:`choose_reference`,
+    applied only when the recipe lets the check switch (``reference_switch``, rdexpert.recipe row 14); the released
+    code always keeps the teacher."""
+    verdict, reason = choose_reference(health)
+    if reference_switch == "health_check" or verdict == "teacher":
+        return verdict, verdict, reason
+    return "teacher", verdict, reason + ("; kept the trained teacher all the same (recipe choice reference_switch=never, "
+                                         "as the released code)")

@@ -25,6 +25,7 @@ CHOICES: dict[str, tuple] = {  # field -> allowed values; the first is the relea
     "wrn_weights": ("tv_in1k", "timm_default"),
     "precision": ("fp32", "bf16"),
     "input_fit": ("squash", "pad"),
+    "reference_switch": ("never", "health_check"),
 }
 
 #: Categories the released code trains for 10000 iterations instead of 5000 (cable, transistor, every VisA one).
@@ -37,7 +38,7 @@ LONG_SCHEDULE_CATEGORIES = frozenset({
 @dataclass(frozen=True)
 class Recipe:
     """Every choice around the network where the released code and rdexpert can differ (issue 8's rows 1–12; 13 from
-    issue 9)."""
+    issue 9; 14 from issue 24)."""
 
     map_align_corners: bool  # 1: bilinear upsampling of the per-scale maps with align_corners
     blur_border: str  # 2: Gaussian blur border; "reflect" = scipy's default (edge sample repeated), "mirror" = not
@@ -52,6 +53,9 @@ class Recipe:
     wrn_weights: str  # 11: WideResNet-50 ImageNet weights: torchvision's ("tv_in1k") or timm's default tag
     precision: str  # 12: "fp32", or bf16 autocast on CUDA
     input_fit: str  # 13: images to the square input: "squash" (resized) or "pad" (aspect ratio kept, padding unscored)
+    # 14: may the end-of-training health check make the expert the default reference? The released code always
+    # scores against the trained teacher ("never": the check's verdict is recorded, the teacher kept)
+    reference_switch: str
 
     def __post_init__(self):
         for f in fields(self):
@@ -79,7 +83,9 @@ REFERENCE = Recipe(**{name: values[0] for name, values in CHOICES.items()})
 # shape, so a defect is not stretched differently from image to image.
 # Row 9 (issue 19): the released rule keeps an empty first draw, and with a tight foreground most draws are empty
 # (a defect-free "anomaly" the teacher is told to find); "reflect" redraws until the mask is not empty.
-IMPROVED = replace(REFERENCE, holdout_fraction=0.1, schedule="iterations", input_fit="pad", mask_rotation="reflect")
+# Row 14 (issues 13, 19): the safeguard that scores against the frozen expert when the trained teacher fails its check.
+IMPROVED = replace(REFERENCE, holdout_fraction=0.1, schedule="iterations", input_fit="pad", mask_rotation="reflect",
+                   reference_switch="health_check")
 
 RECIPES = {"reference": REFERENCE, "improved": IMPROVED}
 

@@ -30,7 +30,7 @@ from .calibrate import calibrate
 from .checkpoint import save_checkpoint
 from . import distributed
 from .data import SyntheticAnomalyDataset, fit_image, load_image, train_and_holdout
-from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, choose_reference, health_set_of
+from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, health_set_of, reference_for
 from .io import read_json, read_tensors, write_json, write_tensors
 from .losses import student_loss, teacher_loss
 from .model import ExpertTeacherStudent
@@ -468,7 +468,8 @@ class Trainer:
             self._barrier()
             return self.out
         final_health = self._check_health(model, health_set, iteration, history)
-        reference, reason = choose_reference(final_health) if model.variant.train_teacher else ("teacher", "the teacher is the expert")
+        reference, verdict, reason = (reference_for(final_health, self.recipe.reference_switch) if model.variant.train_teacher
+                                      else ("teacher", "teacher", "the teacher is the expert"))
         model.set_default_reference(reference)
         model.eval()
         calibration = calibrate(model, holdout or dataset.samples, c.image_size, self.device, synthesizer,
@@ -490,7 +491,7 @@ class Trainer:
                       **({"distributed": {"mode": "ddp", "world_size": self.worker.world_size}} if self.parallel else {})},
             dataset={"root": str(c.data_root), "category": c.category, "layout": c.layout},
             calibration=calibration,
-            health={"final": final_health, "reason": reason,  # the choice itself is model.default_reference
+            health={"final": final_health, "reason": reason, "verdict": verdict,  # the choice: model.default_reference
                     "check_images": len(health_set), "synthetic_draws": c.health_draws,
                     "source": "held-out normal training images" if holdout else "training images"},
             **({"ood": save_ood(ood, self.out)} if ood is not None else {}),  # its file before the config

@@ -77,8 +77,10 @@ class TrainConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         recipe = self.resolved_recipe()
-        if self.iterations is None and recipe.schedule == "epochs" and self.category in LONG_SCHEDULE_CATEGORIES:
-            self.iterations = 2 * PRESETS[self.preset]["iterations"]  # the released code's 10000 instead of 5000
+        if self.iterations is None and self.category in LONG_SCHEDULE_CATEGORIES:
+            # the released code's 10000 instead of 5000, in both recipes (issue 24: the long categories need it
+            # whichever way the iterations are counted)
+            self.iterations = 2 * PRESETS[self.preset]["iterations"]
         for key, value in PRESETS[self.preset].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)

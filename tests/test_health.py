@@ -152,3 +152,17 @@ def test_check_anomalies_are_never_void_and_the_faint_group_is_fainter():
     # the usual group does not depend on whether the faint one is made
     without = HealthSet.build(pictures, synthesizer, draws=3, size=128, with_faint=False)
     assert without.faint is None and torch.equal(without.augmented, check.augmented)
+
+
+def test_the_reference_recipe_records_the_verdict_but_always_keeps_the_teacher():
+    """Issue 24: the released code always scores against the trained teacher; under `--recipe reference` the check's
+    verdict is recorded and the teacher kept, while `improved` lets the safeguard switch (recipe row 14)."""
+    from rdexpert.health import reference_for
+    from rdexpert.recipe import IMPROVED, REFERENCE
+
+    failed = {"separation_teacher": 0.70, "separation_expert": 0.95}
+    assert reference_for(failed, IMPROVED.reference_switch)[:2] == ("expert", "expert")
+    reference, verdict, reason = reference_for(failed, REFERENCE.reference_switch)
+    assert (reference, verdict) == ("teacher", "expert") and "kept the trained teacher" in reason
+    held = {"separation_teacher": 0.95, "separation_expert": 0.95}
+    assert reference_for(held, REFERENCE.reference_switch)[:2] == ("teacher", "teacher")

@@ -264,3 +264,14 @@ def test_app_hub_listing_errors_are_messages(zoo_cache, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
     assert [e.ref for e in registry.add_hub(REPO)] == [f"{REPO}/plate_gii@{SHA}", f"{REPO}/plate_rd@{SHA}"]
     assert registry.add_hub("acme/absent") == [] and "could not be reached" in registry.messages[-1]
+
+
+def test_card_says_in_plain_words_when_the_calibration_expects_most_defects_missed(tiny_checkpoint, tmp_path):
+    """Issue 19: where the calibration's own estimate says most defects pass the threshold, the card says so."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = update_config(folder)
+    calibration = {**config["calibration"], "faint_scores": [config["calibration"]["threshold"] - 1e-3] * 40}
+    update_config(folder, calibration=calibration)
+    text = (stage_checkpoint(folder, tmp_path / "card", REPO, license="mit") / "README.md").read_text()
+    assert "40 of 40 faint ones" in text and "expect this model to miss many real defects" in text

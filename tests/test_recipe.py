@@ -183,3 +183,26 @@ def test_a_checkpoint_reads_back_with_the_choices_it_trained_with_even_after_the
     run = TrainConfig.from_dict(stored)
     assert run.resolved_recipe() == replace(IMPROVED, mask_rotation="zero_fill")
     assert run.synthesizer("grabcut").mask_rotation == "zero_fill"
+
+
+def test_long_categories_train_twice_the_preset_in_both_recipes():
+    """Issue 24: the released code trains cable, transistor and every VisA category for 10000 iterations; the
+    doubling holds whether iterations are counted in epochs (reference) or exactly (improved)."""
+    for recipe in ("reference", "improved"):
+        for category, factor in (("cable", 2), ("transistor", 2), ("pcb1", 2), ("macaroni2", 2), ("bottle", 1),
+                                 ("tire", 1)):
+            run = TrainConfig(data_root=".", category=category, out=".", preset="paper", recipe=recipe)
+            assert run.iterations == factor * 5000, (recipe, category)
+    assert TrainConfig(data_root=".", category="cable", out=".", preset="paper", iterations=123).iterations == 123
+
+
+def test_reference_recipe_uses_the_released_visa_foreground():
+    """Issue 24: the released VisA script masks every category with GrabCut (11 iterations, full size)."""
+    from rdexpert.synthesis import foreground_method_for
+    from rdexpert.synthesis.foreground import VISA_CATEGORIES
+
+    for category in VISA_CATEGORIES:
+        assert foreground_method_for(category, table=REFERENCE.foreground_table) == "grabcut_released"
+    assert IMPROVED.foreground_table == "released"  # improved follows the released code on row 10 too
+    assert foreground_method_for("pcb1", table="rdexpert") == "none"  # rdexpert's own table, --recipe-set
+    assert foreground_method_for("screw", table=REFERENCE.foreground_table) == "otsu_inverse_released"

@@ -55,7 +55,10 @@ def describe(registry: Registry, key: str | None) -> str:
     if entry.metrics:
         text += f"<br>stored metrics: {views.metric_values(entry.metrics)}"
     try:
-        text += f"<br>{Calibration.from_dict(entry.info.calibration).summary()}"
+        calibration = Calibration.from_dict(entry.info.calibration)
+        text += f"<br>{calibration.summary(warn=False)}"
+        if calibration.miss_warning():
+            text += f"<br>**⚠ {calibration.miss_warning()}**"
     except ValueError:
         pass
     health = entry.info.health

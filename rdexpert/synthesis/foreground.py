@@ -72,19 +72,25 @@ DEFAULT_FOREGROUND: dict[str, str] = {
 }
 
 
-#: The authors' released code (MVTec AD only): GrabCut for seven objects, inverse Otsu for the two
-#: thin dark ones, no mask for the textures and transistor. Its methods are the ``*_released`` ones.
+#: VisA's twelve categories (the released ``train_visa.py`` trains them all).
+VISA_CATEGORIES = ("candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2", "pcb1", "pcb2",
+                   "pcb3", "pcb4", "pipe_fryum")
+
+#: The authors' released code: on MVTec AD GrabCut for seven objects, inverse Otsu for the two thin dark ones,
+#: no mask for the textures and transistor; on VisA (``train_visa.py`` with ``mask=True``) GrabCut for all twelve.
+#: Its methods are the ``*_released`` ones.
 RELEASED_FOREGROUND: dict[str, str] = {
     **{c: "grabcut_released" for c in ("bottle", "cable", "hazelnut", "metal_nut", "pill", "toothbrush", "zipper")},
     **{c: "otsu_inverse_released" for c in ("capsule", "screw")},
     **{c: "none" for c in (*sorted(TEXTURE_CATEGORIES), "transistor")},
+    **{c: "grabcut_released" for c in VISA_CATEGORIES},
 }
 FOREGROUND_TABLES = {"rdexpert": DEFAULT_FOREGROUND, "released": RELEASED_FOREGROUND}
 
 
 def foreground_method_for(category: str | None, override: str | None = None, table: str = "rdexpert") -> str:
     """Foreground method for ``category``: ``override`` if given, else the entry of ``table``
-    (:data:`FOREGROUND_TABLES`; a category the released table lacks, i.e. outside MVTec AD,
+    (:data:`FOREGROUND_TABLES`; a category the released table lacks, i.e. outside MVTec AD and VisA,
     uses rdexpert's), else ``"auto"``."""
     if override is not None:
         _check_method(override)

@@ -49,20 +49,30 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "full_teacher_bn_frozen": ("full", {"teacher_bn": "frozen"}),
     "full_teacher_lr_low": ("full", {"teacher_lr": 1e-5}),
     "full_squash": ("full", {"recipe_set": {"input_fit": "squash"}}),
+    "rd_pad": ("rd", {"recipe_set": {"input_fit": "pad"}}),
+    "full_pad": ("full", {"recipe_set": {"input_fit": "pad"}}),
     "full_bn_frozen_lr3e-4": ("full", {"teacher_bn": "frozen", "teacher_lr": 3e-4}),
     "full_bn_frozen_lr1e-3": ("full", {"teacher_bn": "frozen", "teacher_lr": 1e-3}),
     "full_reference": ("full", {"recipe": "reference"}),
     "full_dtd": ("full", {"textures": str(SHARED / "dtd" / "images")}),
 }
-# columns trained by an earlier commit's code: the defaults before issue 19's fix
-BEFORE = {"full_before": "1061e9d"}
-COLUMNS["full_before"] = ("full", {})
+# columns trained by an earlier commit's code (commit, extra `rdexpert train` flags): the defaults before issue 19's
+# fix, and the cause experiment's one-change variants of them
+BEFORE_COMMIT = "1061e9d"
+BEFORE: dict[str, tuple[str, list[str]]] = {
+    "full_before": (BEFORE_COMMIT, []),
+    "before_fg_none": (BEFORE_COMMIT, ["--foreground", "none"]),
+    "before_fg_grabcut": (BEFORE_COMMIT, ["--foreground", "grabcut"]),
+    "before_teacher_bn_frozen": (BEFORE_COMMIT, ["--teacher-bn", "frozen"]),
+    "before_squash": (BEFORE_COMMIT, ["--recipe-set", "input_fit=squash"]),
+}
+COLUMNS.update({name: ("full", {}) for name in BEFORE})
 METRICS = (("image_auroc", "I-AUROC"), ("pixel_auroc", "P-AUROC"), ("aupro", "AUPRO"))
 
 
-def train_at_commit(commit: str, variant: str, data_root, category: str, out: Path, preset: str, seed: int,
-                    threads: int) -> None:
-    """``rdexpert train`` as it was at ``commit`` (a git worktree under bench/runs/), procedural textures."""
+def train_at_commit(commit: str, flags: list[str], variant: str, data_root, category: str, out: Path, preset: str,
+                    seed: int, threads: int) -> None:
+    """``rdexpert train [flags]`` as it was at ``commit`` (a git worktree under bench/runs/), procedural textures."""
     import os
     import subprocess
 
@@ -72,7 +82,7 @@ def train_at_commit(commit: str, variant: str, data_root, category: str, out: Pa
                        capture_output=True)
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads)}
     subprocess.run([sys.executable, "-m", "rdexpert.cli", "train", "--data-root", str(data_root), "--category", category,
-                    "--variant", variant, "--preset", preset, "--seed", str(seed), "--out", str(out), "--no-test"],
+                    "--variant", variant, "--preset", preset, "--seed", str(seed), "--out", str(out), "--no-test", *flags],
                    check=True, env=env, cwd=tree, capture_output=True)
 
 
@@ -106,7 +116,7 @@ def run_one(category: str, data_root: str, column: str, seed: int, preset: str, 
     variant, overrides = COLUMNS[column]
     if not (out / "config.json").is_file() or (out / "resume").exists():
         if column in BEFORE:  # trained by the code of an earlier commit (a worktree of it), tested by today's
-            train_at_commit(BEFORE[column], variant, data_root, category, out, preset, seed, threads)
+            train_at_commit(*BEFORE[column], variant, data_root, category, out, preset, seed, threads)
         else:
             config = TrainConfig(data_root=str(data_root), category=category, out=str(out), variant=variant,
                                  preset=preset, seed=seed, num_workers=0, **overrides)

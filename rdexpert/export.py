@@ -34,6 +34,18 @@ from .model import ExpertTeacherStudent
 from .ood import pooled_features
 
 OPSET = 18  # the dynamo exporter's lowest opset (it cannot convert Pad down to 17)
+def optional_module(name: str):
+    """Import ``name`` from the ``[export]`` extra, or say in one line how to install it (a RuntimeError, so the CLI
+    prints it as its error line)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        raise RuntimeError(f"ONNX export and the ONNX Runtime backend need the {name} package, which is not "
+                           f'installed: pip install "rdexpert[export]"') from error
+
+
 EXPORTERS = ("auto", "dynamo", "torchscript")  # auto: dynamo, TorchScript when that fails
 OUTPUTS = ("anomaly_map", "scale_maps", "score")
 POOLED = "expert_pooled"  # optional fourth output: the expert's pooled features, for the out-of-distribution check
@@ -88,7 +100,7 @@ def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, tmp: str, ops
 
 
 def _opset(path: str | Path) -> int:
-    import onnx
+    onnx = optional_module("onnx")
 
     proto = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
@@ -128,7 +140,7 @@ def export_onnx(
     the one used is stored under the metadata key ``exporter``. ``opset`` defaults to :data:`OPSET`.
     ``pooled_expert``: add the output :data:`POOLED` (B x D, :func:`rdexpert.ood.pooled_features` of the expert).
     """
-    import onnx
+    onnx = optional_module("onnx")
 
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
@@ -161,7 +173,7 @@ def export_onnx(
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of an exported model (``exporter``, ``threshold``, ``rdexpert_config`` ...), weights not read."""
-    import onnx
+    onnx = optional_module("onnx")
 
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props} | {"opset": str(_opset(path))}
@@ -171,7 +183,7 @@ def compare_with_onnxruntime(
     model: ExpertTeacherStudent, path: str | Path, images: torch.Tensor, reference: str | None = None, gate: str = "gated"
 ) -> dict[str, float]:
     """Max absolute difference between ONNX Runtime and PyTorch (float32, CPU) for each output."""
-    import onnxruntime
+    onnxruntime = optional_module("onnxruntime")
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     onnx_outputs = session.run(list(OUTPUTS), {"image": images.numpy().astype(np.float32)})

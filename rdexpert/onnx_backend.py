@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import OPSET, export_onnx, output_names
+from .export import OPSET, export_onnx, optional_module, output_names
 from .model import ExpertTeacherStudent
 
 BACKENDS = ("torch", "onnxruntime")
@@ -77,10 +77,7 @@ class OnnxRuntimeForward:
 
     def __init__(self, model: ExpertTeacherStudent, pooled_expert: bool = False, threads: int | None = None,
                  cache: str | Path | None = None):
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError("the onnxruntime backend needs the onnxruntime package: pip install onnxruntime") from error
+        onnxruntime = optional_module("onnxruntime")
         if model.inference_only:
             raise ValueError("export the model before prepare_for_inference (its CPU batch chunking is not traceable)")
         self.pooled_expert = pooled_expert

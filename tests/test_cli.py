@@ -253,3 +253,12 @@ def test_cli_calibrate_recomputes_the_threshold_from_held_out_normals_and_synthe
     assert again["estimates"]["synthetic_anomalies"] >= 40 and again["estimates"]["normal_images"] >= 1
     assert "synthetic anomalies missed" in capsys.readouterr().out
     Predictor.from_pretrained(folder, device="cpu")  # the rewritten config still loads (weights hash kept)
+
+
+def test_python_dash_m_rdexpert_is_the_command():
+    """Issue 25: `python -m rdexpert` (what a torchrun user types first) runs the CLI."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "rdexpert", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "train" in done.stdout and "predict" in done.stdout

@@ -103,3 +103,14 @@ def test_forced_dynamo_exporter_raises_instead_of_falling_back(tiny_checkpoint, 
     assert main(args) == 2
     assert "opset 17 is below 18" in capsys.readouterr().err and not out.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_missing_export_extra_is_named_with_the_command_that_installs_it(monkeypatch):
+    """Issue 25: without the [export] extra, export and the ONNX Runtime backend say how to install it."""
+    import sys
+
+    from rdexpert.export import optional_module
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: import raises ModuleNotFoundError
+    with pytest.raises(RuntimeError, match=r'pip install "rdexpert\[export\]"'):
+        optional_module("onnx")

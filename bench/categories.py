@@ -112,7 +112,8 @@ def run_one(category: str, data_root: str, column: str, seed: int, preset: str, 
     if done.is_file():
         cached = read_json(done)
         if cached["column"] in BEFORE or "faint_missed" in (cached.get("calibration_estimates") or {}):
-            return cached  # else: tested before the current health check; check and test again (no retraining)
+            return {**cached, "column": column}  # (a folder renamed to another column keeps its run)
+        # else: tested before the current health check; check and test again (no retraining)
     variant, overrides = COLUMNS[column]
     if not (out / "config.json").is_file() or (out / "resume").exists():
         if column in BEFORE:  # trained by the code of an earlier commit (a worktree of it), tested by today's
@@ -245,6 +246,32 @@ def calibration_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validate_safeguard(preset: str) -> None:
+    """The safeguard table over every cached run of ``preset`` trained by today's code with a trained teacher."""
+    from rdexpert.health import choose_reference
+    from rdexpert.io import read_json
+
+    results = []
+    for path in sorted((WORK / preset).glob("*/result.json")):
+        result = read_json(path)
+        if result["column"] in BEFORE or "expert" not in result["by_reference"] or \
+                "faint_separation_teacher" not in (result.get("health") or {}):
+            continue
+        results.append({**result, "reference": choose_reference(result["health"])[0]})
+    text = "\n".join([
+        f"# The safeguard on every cached `{preset}` run with a trained teacher",
+        "",
+        "Each run's default reference as the current rule (rdexpert.health.choose_reference) picks it from the run's own "
+        "final health check (held-out normal training images + synthetic and faint synthetic anomalies; no test "
+        "image), against which reference is better on the test split (P-AUROC + AUPRO). Columns are the one-change "
+        "experiments of bench/categories.py; every run was trained and checked by today's code.",
+        f"Machine: {machine_line()}.",
+        f"Command: `python bench/categories.py --preset {preset} --validate-safeguard`",
+        "", safeguard_table(results)])
+    save_results(f"safeguard_{preset}", text, results=[{k: r[k] for k in ("category", "column", "seed", "reference",
+                                                                           "health", "by_reference")} for r in results])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     found = find_categories()
@@ -254,9 +281,15 @@ def main() -> None:
     parser.add_argument("--preset", default="quick", choices=["quick", "cpu", "paper"])
     parser.add_argument("--jobs", type=int, default=1, help="trainings side by side (each gets 2 // jobs threads)")
     parser.add_argument("--name", default=None, help="results file stem (default categories_<preset>)")
+    parser.add_argument("--validate-safeguard", action="store_true",
+                        help="train nothing: judge the current reference rule on every cached trained-teacher run of "
+                             "the preset (today's code, checked with today's health check) -> safeguard_<preset>")
     args = parser.parse_args()
     if not found:
         sys.exit(f"no MVTec-style category found under {SHARED}")
+    if args.validate_safeguard:
+        validate_safeguard(args.preset)
+        return
 
     jobs = [(c, str(found[c]), column, seed, args.preset, max(1, 2 // args.jobs))
             for seed in args.seeds for c in args.categories for column in args.columns]

@@ -192,8 +192,10 @@ class Calibration:
         if miss < HIGH_MISS_RATE:
             return None
         return (f"Warning: {100 * miss:.0f} % of the synthetic defects score below this threshold, so expect this "
-                "model to miss many real defects, subtle ones most: use it to rank images or to look at the map, "
-                "not as a pass/fail gate")
+                "model to miss many real defects, subtle ones most. Synthetic defects are only a proxy (on the "
+                "development products the real miss rate was sometimes far higher, sometimes far lower): measure it on "
+                "labelled defects of your own (rdexpert test) before using the verdict as a pass/fail gate; the map "
+                "and the ranking of images stay useful")
 
     def with_threshold(self, threshold: float, rule: str = "set by hand") -> "Calibration":
         """The same normalisation anchor with another threshold (a slider, the F1-optimal one, ...)."""

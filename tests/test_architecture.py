@@ -23,7 +23,7 @@ LAYERS = [
     ("model", ["model.*"]),
     ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health", "ood"]),
     ("workflows", ["onnx_backend", "inference", "evaluate", "calibrate", "train_config", "train", "train_many", "export"]),
-    ("interfaces", ["hub.publish", "cli", "app.*"]),
+    ("interfaces", ["hub.publish", "cli", "__main__", "app.*"]),
 ]
 
 

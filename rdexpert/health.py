@@ -68,12 +68,12 @@ def is_void(anomaly, image: np.ndarray) -> bool:
     return float(np.abs(anomaly.image[inside] - image[inside]).mean()) < VOID_CHANGE
 
 
-def _draw_anomalies(pictures: list[np.ndarray], synthesizer: AnomalySynthesizer, draws: int, seed: int):
-    """``draws`` synthetic anomalies per picture, none of them void: (images, masks, picture shapes)."""
+def _draw_anomalies(pictures: list[np.ndarray], foregrounds: list[np.ndarray], synthesizer: AnomalySynthesizer,
+                    draws: int, seed: int):
+    """``draws`` synthetic anomalies per picture (its foreground given), none of them void: (images, masks, shapes)."""
     rng = np.random.default_rng(seed)
     augmented, masks, shapes = [], [], []
-    for image in pictures:
-        foreground = synthesizer.foreground_mask(image)
+    for image, foreground in zip(pictures, foregrounds):
         for _ in range(max(1, draws)):
             anomaly = synthesizer(image, rng, foreground)
             for _ in range(VOID_REDRAWS):  # a void draw (empty mask, or no visible change) would count as a
@@ -125,9 +125,10 @@ class HealthSet:
             raise ValueError("the health check needs at least one held-out normal image")
         chosen = [np.asarray(i, np.float32) / 255.0 if np.asarray(i).dtype == np.uint8 else np.asarray(i, np.float32)
                   for i in images[:max_images]]
-        groups = {"augmented": _draw_anomalies(chosen, synthesizer, draws, seed)}
+        foregrounds = [synthesizer.foreground_mask(image) for image in chosen]  # once: both groups use them
+        groups = {"augmented": _draw_anomalies(chosen, foregrounds, synthesizer, draws, seed)}
         if with_faint:
-            groups["faint"] = _draw_anomalies(chosen, faint(synthesizer), draws, seed + 1)
+            groups["faint"] = _draw_anomalies(chosen, foregrounds, faint(synthesizer), draws, seed + 1)
         as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # noqa: E731
         box_of = lambda shape: tuple(content_box(*shape, size, "pad"))  # noqa: E731
         fields = {}

@@ -57,8 +57,9 @@ def describe(registry: Registry, key: str | None) -> str:
     try:
         calibration = Calibration.from_dict(entry.info.calibration)
         text += f"<br>{calibration.summary(warn=False)}"
-        if calibration.miss_warning():
-            text += f"<br>**⚠ {calibration.miss_warning()}**"
+        warning = calibration.miss_warning()
+        if warning:
+            text += f"<br>**⚠ {warning}**"
     except ValueError:
         pass
     health = entry.info.health

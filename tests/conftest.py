@@ -154,7 +154,7 @@ def tiny_checkpoint(tiny_data, tmp_path_factory) -> Path:
     from rdexpert.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / CATEGORY
-    config = TrainConfig(data_root=str(tiny_data), category=CATEGORY, out=str(out), iterations=2, image_size=SIZE,
+    config = TrainConfig(data_root=str(tiny_data), category=CATEGORY, out=str(out), iterations=2, image_size=SIZE, recipe_set={"input_fit": "pad"},
                          batch_size=2, device="cpu", num_workers=0, foreground="none", save_every=1000)
     with _single_thread():
         return train(config, progress=False)

@@ -24,8 +24,8 @@ sys.path.insert(0, str(HERE))
 from machine import machine_line  # noqa: E402
 from robustness_data import SHARED, build_dtd, build_metal  # noqa: E402
 
-from rdexpert.backbones import create_backbone  # noqa: E402
 from rdexpert.data import image_to_tensor, list_samples, load_image, resize_image  # noqa: E402
+from rdexpert.model.backbones import create_backbone  # noqa: E402
 
 
 def main() -> None:

@@ -102,10 +102,10 @@ def run_one(category: str, data_root: str, column: str, seed: int, preset: str, 
     import torch
 
     torch.set_num_threads(threads)
-    from rdexpert.checkpoint import CheckpointInfo, load_checkpoint
-    from rdexpert.evaluate import evaluate_split
-    from rdexpert.io import read_json, write_json
-    from rdexpert.train import TrainConfig, train
+    from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint
+    from rdexpert.checkpoint.io import read_json, write_json
+    from rdexpert.evaluation.evaluate import evaluate_split
+    from rdexpert.training.loop import TrainConfig, train
 
     out = WORK / preset / f"{category}_{column}_s{seed}"
     done = out / "result.json"
@@ -157,10 +157,10 @@ def apply_current_check(out: Path) -> None:
     """
     import torch
 
-    from rdexpert.calibrate import recalibrate_checkpoint
-    from rdexpert.checkpoint import load_checkpoint, read_config, training_split, update_config
-    from rdexpert.health import HEALTH_MAX_IMAGES, check_health, choose_reference, health_set_of
-    from rdexpert.train_config import TrainConfig
+    from rdexpert.checkpoint.folder import load_checkpoint, read_config, training_split, update_config
+    from rdexpert.training.calibrate_threshold import recalibrate_checkpoint
+    from rdexpert.training.config import TrainConfig
+    from rdexpert.training.health import HEALTH_MAX_IMAGES, check_health, choose_reference, health_set_of
 
     config = read_config(out)
     health = config.get("health") or {}
@@ -248,8 +248,8 @@ def calibration_table(results: list[dict]) -> str:
 
 def validate_safeguard(preset: str) -> None:
     """The safeguard table over every cached run of ``preset`` trained by today's code with a trained teacher."""
-    from rdexpert.health import choose_reference
-    from rdexpert.io import read_json
+    from rdexpert.checkpoint.io import read_json
+    from rdexpert.training.health import choose_reference
 
     results = []
     for path in sorted((WORK / preset).glob("*/result.json")):
@@ -261,7 +261,7 @@ def validate_safeguard(preset: str) -> None:
     text = "\n".join([
         f"# The safeguard on every cached `{preset}` run with a trained teacher",
         "",
-        "Each run's default reference as the current rule (rdexpert.health.choose_reference) picks it from the run's own "
+        "Each run's default reference as the current rule (rdexpert.training.health.choose_reference) picks it from the run's own "
         "final health check (held-out normal training images + synthetic and faint synthetic anomalies; no test "
         "image), against which reference is better on the test split (P-AUROC + AUPRO). Columns are the one-change "
         "experiments of bench/categories.py; every run was trained and checked by today's code.",

@@ -26,11 +26,11 @@ sys.path.insert(0, str(HERE))
 from machine import machine_line, save_results  # noqa: E402
 from robustness import WORK, row_data  # noqa: E402
 
-from rdexpert.checkpoint import load_checkpoint, training_split  # noqa: E402
+from rdexpert.checkpoint.folder import load_checkpoint, training_split  # noqa: E402
+from rdexpert.checkpoint.io import read_json  # noqa: E402
 from rdexpert.data import load_image, resize_image  # noqa: E402
-from rdexpert.health import HEALTH_MAX_IMAGES, HealthSet, check_health  # noqa: E402
-from rdexpert.io import read_json  # noqa: E402
 from rdexpert.synthesis.textures import TextureSource  # noqa: E402
+from rdexpert.training.health import HEALTH_MAX_IMAGES, HealthSet, check_health  # noqa: E402
 
 SEED = 7
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_info, machine_line  # noqa: E402
 
-from rdexpert.io import write_json  # noqa: E402
+from rdexpert.checkpoint.io import write_json  # noqa: E402
 from rdexpert.model import ExpertTeacherStudent, ModelConfig, anomaly_map  # noqa: E402
 
 PEER = "anomalib ReverseDistillation"
@@ -82,7 +82,7 @@ def ours_onnxruntime(backbone: str, variant: str, size: int, device: torch.devic
     if device.type != "cpu":
         return None, "the onnxruntime backend runs on the CPU only"
     try:
-        from rdexpert.onnx_backend import OnnxRuntimeForward
+        from rdexpert.inference.onnx_backend import OnnxRuntimeForward
     except ImportError as error:
         return None, f"onnxruntime is not installed ({error})"
     model = build(backbone, variant, size, optimised=False)

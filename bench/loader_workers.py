@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_info, machine_line  # noqa: E402
 
-from rdexpert.train import TrainConfig, Trainer  # noqa: E402
+from rdexpert.training.loop import TrainConfig, Trainer  # noqa: E402
 
 
 def seconds_per_iteration(workers: int, args) -> float:

@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_line, save_results  # noqa: E402
 
-from rdexpert.checkpoint import load_checkpoint  # noqa: E402
-from rdexpert.export import OUTPUTS, compare_with_onnxruntime, export_onnx, onnx_metadata  # noqa: E402
+from rdexpert.checkpoint.folder import load_checkpoint  # noqa: E402
+from rdexpert.inference.export import OUTPUTS, compare_with_onnxruntime, export_onnx, onnx_metadata  # noqa: E402
 
 EXPORTERS = ("dynamo", "torchscript")
 

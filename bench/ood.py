@@ -1,4 +1,4 @@
-"""How often the out-of-distribution check (rdexpert.ood) fires, per kind of image, and what it costs.
+"""How often the out-of-distribution check (rdexpert.inference.ood) fires, per kind of image, and what it costs.
 
     python bench/ood.py                      # the shipped checkpoints/metal_plate, ../shared/data
     python bench/ood.py --dtd-per-class 20   # more texture images
@@ -31,11 +31,11 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_info, machine_line  # noqa: E402
 
-from rdexpert.checkpoint import training_split  # noqa: E402
+from rdexpert.checkpoint.folder import training_split  # noqa: E402
+from rdexpert.checkpoint.io import write_json  # noqa: E402
 from rdexpert.data import image_to_tensor, list_images, list_samples, load_image, resize_image  # noqa: E402
-from rdexpert.inference import Predictor  # noqa: E402
-from rdexpert.io import write_json  # noqa: E402
-from rdexpert.ood import THRESHOLD_FACTOR, calibrate_ood, expert_pooled  # noqa: E402
+from rdexpert.inference.ood import THRESHOLD_FACTOR, calibrate_ood, expert_pooled  # noqa: E402
+from rdexpert.inference.predictor import Predictor  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DERIVED = HERE / "runs" / "data"  # bench/robustness_data.py

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from machine import machine_line, save_results  # noqa: E402
 from seeded_runs import METRICS, SHARED, cell, run_all  # noqa: E402
 
-from rdexpert.recipe import CHOICES, IMPROVED, REFERENCE  # noqa: E402
+from rdexpert.training.recipe import CHOICES, IMPROVED, REFERENCE  # noqa: E402
 
 ROWS = list(CHOICES)  # issue 8's rows 1-12 in order
 SCORING_ONLY = {"map_align_corners", "blur_border"}

@@ -16,7 +16,7 @@ Rows (data built by bench/robustness_data.py into bench/runs/data, never written
 Columns: `rd`; `full` as shipped (teacher BatchNorm in training mode, as the released code; the
 default reference chosen by the training health check); `full_frozen` = `full` with the teacher's
 BatchNorm kept on the expert's statistics (`--teacher-bn frozen`). Every model is the final iterate.
-The reported reference is the one the *current* rule (rdexpert.health.choose_reference) picks from
+The reported reference is the one the *current* rule (rdexpert.training.health.choose_reference) picks from
 the health check stored in each checkpoint (held-out normal training images + synthetic defects);
 the test split only measures the result. Runs are cached in
 bench/runs/robustness/ so an interrupted suite resumes. Results: bench/results/robustness.{md,json}.
@@ -68,10 +68,10 @@ def run_one(row: str, column: str, seed: int, iterations: int, image_size: int) 
     import torch
 
     torch.set_num_threads(1)
-    from rdexpert.checkpoint import CheckpointInfo, load_checkpoint
-    from rdexpert.evaluate import evaluate_split
-    from rdexpert.io import read_json, write_json
-    from rdexpert.train import TrainConfig, train
+    from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint
+    from rdexpert.checkpoint.io import read_json, write_json
+    from rdexpert.evaluation.evaluate import evaluate_split
+    from rdexpert.training.loop import TrainConfig, train
 
     out = WORK / f"{row}_{column}_{image_size}px_{iterations}it_s{seed}"
     done = out / "result.json"
@@ -100,7 +100,7 @@ def run_one(row: str, column: str, seed: int, iterations: int, image_size: int) 
 
 def with_current_rule(result: dict) -> dict:
     """The result as the current reference rule would report it (the stored check decides, not the test)."""
-    from rdexpert.health import choose_reference
+    from rdexpert.training.health import choose_reference
 
     if "expert" not in result.get("by_reference", {}):
         return result

@@ -37,10 +37,10 @@ def train_and_test(out: str, config: dict, rescore: dict | None = None) -> dict:
     torch.set_num_threads(1)
     from dataclasses import replace
 
-    from rdexpert.checkpoint import load_checkpoint
-    from rdexpert.evaluate import evaluate_split
-    from rdexpert.io import read_json, write_json
-    from rdexpert.train import TrainConfig, train
+    from rdexpert.checkpoint.folder import load_checkpoint
+    from rdexpert.checkpoint.io import read_json, write_json
+    from rdexpert.evaluation.evaluate import evaluate_split
+    from rdexpert.training.loop import TrainConfig, train
 
     done = Path(out) / "result.json"
     result = read_json(done) if done.is_file() else {}

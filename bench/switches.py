@@ -20,10 +20,10 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_info, machine_line  # noqa: E402
 
-from rdexpert.checkpoint import load_checkpoint  # noqa: E402
-from rdexpert.evaluate import evaluate_split  # noqa: E402
-from rdexpert.io import write_json  # noqa: E402
-from rdexpert.metrics import metrics_table  # noqa: E402
+from rdexpert.checkpoint.folder import load_checkpoint  # noqa: E402
+from rdexpert.checkpoint.io import write_json  # noqa: E402
+from rdexpert.evaluation.evaluate import evaluate_split  # noqa: E402
+from rdexpert.evaluation.metrics import metrics_table  # noqa: E402
 from rdexpert.model import GATES, REFERENCES  # noqa: E402
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
-    from rdexpert.checkpoint import load_checkpoint
+    from rdexpert.checkpoint.folder import load_checkpoint
     from rdexpert.data import fit_image, list_samples, load_image
     from rdexpert.model.anomaly_map import pixel_cosine_distance
 

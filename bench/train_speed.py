@@ -3,7 +3,7 @@
     python bench/train_speed.py                      # full variant, both presets, this machine
     python bench/train_speed.py --presets cpu --repeats 20
 
-Times `rdexpert.train.train_step` on synthetic batches (random pixels, a random
+Times `rdexpert.training.loop.train_step` on synthetic batches (random pixels, a random
 defect mask) so that only the network and the two optimisers are measured; the
 data loader runs in worker processes during real training. Backbone weights are
 random: the arithmetic is the same as with pretrained weights.
@@ -25,11 +25,11 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_info, machine_line  # noqa: E402
 
-from rdexpert.io import write_json  # noqa: E402
+from rdexpert.checkpoint.io import write_json  # noqa: E402
 from rdexpert.model import ExpertTeacherStudent, ModelConfig  # noqa: E402
-from rdexpert.recipe import get_recipe  # noqa: E402
 from rdexpert.runtime import resolve_device  # noqa: E402
-from rdexpert.train import PRESETS, train_step  # noqa: E402
+from rdexpert.training.loop import PRESETS, train_step  # noqa: E402
+from rdexpert.training.recipe import get_recipe  # noqa: E402
 
 
 def synthetic_batch(batch_size: int, size: int, device: torch.device) -> dict:

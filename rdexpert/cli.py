@@ -17,12 +17,12 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .data.layouts import LAYOUTS, AnomalibFolder, parse_layout
-from .export import EXPORTERS
-from .model import GATES, REFERENCES, VARIANTS
-from .recipe import CHOICES, RECIPES
-from .synthesis.foreground import FOREGROUND_METHODS
-from .train import PRESETS, TEACHER_BN_MODES
+from rdexpert.data.layouts import LAYOUTS, AnomalibFolder, parse_layout
+from rdexpert.inference.export import EXPORTERS
+from rdexpert.model import GATES, REFERENCES, VARIANTS
+from rdexpert.synthesis.foreground import FOREGROUND_METHODS
+from rdexpert.training.loop import PRESETS, TEACHER_BN_MODES
+from rdexpert.training.recipe import CHOICES, RECIPES
 
 CHECKPOINT_HELP = "checkpoint folder, or Hub reference ORG/NAME/CATEGORY[@REVISION]"
 DEBUG_ENV = "RDEXPERT_DEBUG"  # set to 1 for full tracebacks instead of one-line errors
@@ -30,7 +30,7 @@ DEBUG_ENV = "RDEXPERT_DEBUG"  # set to 1 for full tracebacks instead of one-line
 
 def _writable(folder, what: str = "output folder") -> None:
     """Refuse a read-only, impossible or full output location before any model is loaded or image read."""
-    from .io import check_writable
+    from rdexpert.checkpoint.io import check_writable
 
     check_writable(folder, what=what)
 
@@ -45,10 +45,10 @@ def _display(text) -> str:
 
 
 def _train(args) -> None:
-    from .distributed import Worker
-    from .recipe import parse_overrides
-    from .train import TrainConfig, train
-    from .train_many import is_many, parse_categories, train_many
+    from rdexpert.training.categories import is_many, parse_categories, train_many
+    from rdexpert.training.distributed import Worker
+    from rdexpert.training.loop import TrainConfig, train
+    from rdexpert.training.recipe import parse_overrides
 
     settings = dict(
         data_root=args.data_root, variant=args.variant, preset=args.preset,
@@ -86,7 +86,7 @@ def _train(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from .calibrate import recalibrate_checkpoint
+    from rdexpert.training.calibrate_threshold import recalibrate_checkpoint
 
     _writable(args.checkpoint, "checkpoint folder (its config.json is updated)")
     section = recalibrate_checkpoint(args.checkpoint, args.data_root, args.category, args.layout, args.textures,
@@ -100,10 +100,10 @@ def _calibrate(args) -> None:
 
 
 def _test(args) -> None:
-    from .checkpoint import CheckpointInfo, load_checkpoint, record_metrics
-    from .evaluate import evaluate_split, measured_metrics, write_report
-    from .metrics import metrics_table
-    from .runtime import resolve_device
+    from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, record_metrics
+    from rdexpert.evaluation.evaluate import evaluate_split, measured_metrics, write_report
+    from rdexpert.evaluation.metrics import metrics_table
+    from rdexpert.runtime import resolve_device
 
     _writable(args.out)
     if args.save_metrics and Path(args.checkpoint).is_dir():
@@ -147,7 +147,7 @@ def _predict_inputs(entries: list[str], out: Path) -> list[tuple[Path, str]]:
     Folders are searched recursively (``good/``, ``defect/`` ...): the overlay name keeps the path inside
     the folder, and an earlier run's ``overlays/`` in there is left out. A missing input is an error.
     """
-    from .data import list_images
+    from rdexpert.data import list_images
 
     overlays = (out / "overlays").resolve()
     items = []
@@ -169,9 +169,9 @@ def _predict(args) -> None:
     import csv
     import io
 
-    from .inference import Predictor
-    from .io import atomic_write
-    from .viz import overlay, save_png
+    from rdexpert.checkpoint.io import atomic_write
+    from rdexpert.evaluation.plots import overlay, save_png
+    from rdexpert.inference.predictor import Predictor
 
     out = Path(args.out)
     items = _predict_inputs(args.input, out)
@@ -233,7 +233,7 @@ def _ood_cells(prediction) -> tuple:
 
 
 def _warn_out_of_distribution(predictor, flags: list) -> None:
-    from .checkpoint import CheckpointInfo
+    from rdexpert.checkpoint.folder import CheckpointInfo
 
     product = CheckpointInfo.from_config(predictor.config).category or "the trained product"
     if predictor.ood is None:
@@ -246,7 +246,7 @@ def _warn_out_of_distribution(predictor, flags: list) -> None:
 
 
 def _fit_ood(args) -> None:
-    from .ood import fit_checkpoint_ood
+    from rdexpert.inference.ood import fit_checkpoint_ood
 
     _writable(args.checkpoint, "checkpoint folder (ood.safetensors and config.json are written)")
     ood = fit_checkpoint_ood(args.checkpoint, args.data_root, args.device)
@@ -261,8 +261,8 @@ def _fit_ood(args) -> None:
 def _export_fp16(args) -> None:
     import torch
 
-    from .checkpoint import compact_checkpoint, load_checkpoint
-    from .hub.resolve import resolve_checkpoint
+    from rdexpert.checkpoint.folder import compact_checkpoint, load_checkpoint
+    from rdexpert.hub.resolve import resolve_checkpoint
 
     _writable(args.out)
     out = compact_checkpoint(resolve_checkpoint(args.checkpoint)[0], args.out)
@@ -281,8 +281,8 @@ def _export_fp16(args) -> None:
 def _export(args) -> None:
     import torch
 
-    from .checkpoint import load_checkpoint
-    from .export import TOLERANCE, compare_with_onnxruntime, export_onnx, onnx_metadata
+    from rdexpert.checkpoint.folder import load_checkpoint
+    from rdexpert.inference.export import TOLERANCE, compare_with_onnxruntime, export_onnx, onnx_metadata
 
     if args.format == "fp16":
         return _export_fp16(args)
@@ -305,7 +305,7 @@ def _export(args) -> None:
 
 
 def _push(args) -> None:
-    from .hub.publish import push_to_hub, stage
+    from rdexpert.hub.publish import push_to_hub, stage
 
     if args.dry_run:
         folder = stage(args.checkpoint, args.dry_run, args.repo, args.category, args.license)

@@ -151,7 +151,7 @@ def tiny_checkpoint(tiny_data, tmp_path_factory) -> Path:
 
     Trained once per session and shared: tests that change a checkpoint work on a copy.
     """
-    from rdexpert.train import TrainConfig, train
+    from rdexpert.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / CATEGORY
     config = TrainConfig(data_root=str(tiny_data), category=CATEGORY, out=str(out), iterations=2, image_size=SIZE, recipe_set={"input_fit": "pad"},
@@ -164,8 +164,8 @@ def tiny_checkpoint(tiny_data, tmp_path_factory) -> Path:
 def put_in_cache(cache: Path, checkpoint: Path, repo_id: str = REPO, category: str = CATEGORY, sha: str = SHA,
                  ref: str = "main") -> Path:
     """The standard Hugging Face cache layout: models--ORG--NAME/{refs/REF, snapshots/SHA/CATEGORY/...}."""
-    from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-    from rdexpert.checkpoint_format import OOD_NAME
+    from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME
+    from rdexpert.checkpoint.format import OOD_NAME
 
     repo = cache / f"models--{repo_id.replace('/', '--')}"
     (repo / "refs").mkdir(parents=True, exist_ok=True)

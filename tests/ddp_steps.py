@@ -9,10 +9,10 @@ import argparse
 
 import torch
 
-from rdexpert import distributed
-from rdexpert.io import write_tensors
+from rdexpert.checkpoint.io import write_tensors
 from rdexpert.model import ExpertTeacherStudent
-from rdexpert.train import ParallelParts, Trainer, TrainConfig, initialise_student, train_step
+from rdexpert.training import distributed
+from rdexpert.training.loop import ParallelParts, TrainConfig, Trainer, initialise_student, train_step
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--data-root", required=True)

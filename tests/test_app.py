@@ -242,7 +242,7 @@ def test_roc_points_match_the_auroc():
     scores = np.round(rng.normal(size=300) + labels, 1)  # with ties
     fpr, tpr = roc_points(scores, labels)
     auc = np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr)
-    from rdexpert.metrics import roc_auc
+    from rdexpert.evaluation.metrics import roc_auc
 
     assert auc == pytest.approx(roc_auc(scores, labels), abs=1e-9)
 
@@ -286,7 +286,7 @@ def test_upload_summary_is_a_count_and_a_size(tmp_path):
 def test_finetune_eta_is_measured_and_cancel_clears_it(tmp_path, monkeypatch):
     """The time left comes from the iterations measured so far (a slow start does not count); once Cancel is
     pressed the status says so, with no "about N s left"."""
-    import rdexpert.train
+    import rdexpert.training.loop
     from rdexpert.app.tab_finetune import cancel, finetune
     from rdexpert.app.ui import AppConfig
 
@@ -302,7 +302,7 @@ def test_finetune_eta_is_measured_and_cancel_clears_it(tmp_path, monkeypatch):
                 time.sleep(step)
                 self.callback(iteration, {"student": 1.0 / iteration})
 
-    monkeypatch.setattr(rdexpert.train, "Trainer", SlowStartTrainer)
+    monkeypatch.setattr(rdexpert.training.loop, "Trainer", SlowStartTrainer)
     good = []
     for i in range(3):
         good.append(tmp_path / f"{i}.png")
@@ -331,7 +331,7 @@ def app_checkpoints(tmp_path_factory) -> dict:
     """Checkpoints for the page: the demo one when shipped (else a tiny one), a tiny ``rd``, and a broken one."""
     if not (MPDD / "metal_plate").is_dir():
         pytest.skip(f"shared MPDD data not found at {MPDD}")
-    from rdexpert.train import TrainConfig, Trainer
+    from rdexpert.training.loop import TrainConfig, Trainer
 
     folder = tmp_path_factory.mktemp("app_checkpoints")
     variants = ["rd"] if (DEMO / "config.json").is_file() else ["full", "rd"]
@@ -527,7 +527,7 @@ def test_evaluate_falls_back_to_the_stored_test_report(app_registry, monkeypatch
 
 def test_a_report_without_every_score_falls_back_to_the_overlay_names(tmp_path):
     """Reports written before scores.csv existed still give the scores their overlay file names carry."""
-    from rdexpert.evaluate import read_report_scores
+    from rdexpert.evaluation.evaluate import read_report_scores
 
     (tmp_path / "overlays").mkdir()
     for name in ("defect_test_00026_score2.619.png", "good_test_00003_score1.402.png", "notes.png"):
@@ -575,11 +575,10 @@ def test_handlers_bound_for_gradio_keep_name_parameters_and_streaming():
     import gradio as gr
 
     from rdexpert.app.common import bind
+    from rdexpert.app.sessions import Sessions
     from rdexpert.app.tab_evaluate import evaluate_selected
     from rdexpert.app.tab_finetune import finetune
     from rdexpert.app.tab_inspect import inspect_example
-
-    from rdexpert.app.sessions import Sessions
 
     streaming = bind(finetune, object())
     assert streaming.__name__ == "finetune" and pyinspect.isgeneratorfunction(streaming)
@@ -876,7 +875,7 @@ def test_a_failed_job_and_a_full_disk_are_messages_without_paths(tmp_path, monke
     """D6/D3: training that fails names no server path; an upload the disk cannot hold is a message."""
     import errno
 
-    import rdexpert.train
+    import rdexpert.training.loop
     from rdexpert.app import tab_finetune
     from rdexpert.app.ui import AppConfig
     from rdexpert.app.uploads import UploadedDataset
@@ -885,7 +884,7 @@ def test_a_failed_job_and_a_full_disk_are_messages_without_paths(tmp_path, monke
         def __init__(self, config, **kwargs):
             raise OSError(f"cannot read {tmp_path}/uploads/normal/part_07.png")
 
-    monkeypatch.setattr(rdexpert.train, "Trainer", FailingTrainer)
+    monkeypatch.setattr(rdexpert.training.loop, "Trainer", FailingTrainer)
     job = FineTuneJob(FineTuneSettings(name="t", iterations=2, image_size=64), UploadedDataset(tmp_path), tmp_path / "o")
     job.start()
     assert job.wait(60) and job.status == "failed"

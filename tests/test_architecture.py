@@ -17,12 +17,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rdexpert"
 
 # layer, lowest first: (name, module patterns). "x.*" means the package x and all its modules.
 LAYERS = [
-    ("foundation", ["rdexpert", "runtime", "distributed", "recipe", "io", "metrics", "calibration",
-                    "checkpoint_format", "backbones", "synthesis.*", "data.images"]),
-    ("data", ["data", "data.layouts", "data.datasets", "viz"]),
+    ("foundation", ["rdexpert", "runtime", "training", "inference", "evaluation", "checkpoint",
+                    "training.distributed", "training.recipe", "checkpoint.io", "checkpoint.format",
+                    "evaluation.metrics", "inference.calibration", "model.backbones", "synthesis.*", "data.images"]),
+    ("data", ["data", "data.layouts", "data.datasets", "evaluation.plots"]),
     ("model", ["model.*"]),
-    ("loading", ["hub", "hub.resolve", "checkpoint", "scoring", "losses", "health", "ood"]),
-    ("workflows", ["onnx_backend", "inference", "evaluate", "calibrate", "train_config", "train", "train_many", "export"]),
+    ("loading", ["hub", "hub.resolve", "checkpoint.folder", "inference.scoring", "training.losses",
+                 "training.health", "inference.ood"]),
+    ("workflows", ["inference.onnx_backend", "inference.predictor", "evaluation.evaluate",
+                   "training.calibrate_threshold", "training.config", "training.loop", "training.categories",
+                   "inference.export"]),
     ("interfaces", ["hub.publish", "cli", "__main__", "app.*"]),
 ]
 
@@ -122,14 +126,14 @@ def _is_reexport_only(circle: list[str]) -> bool:
 
 def test_the_layer_table_catches_an_upward_import(graph):
     """The check itself can fail: a foundation module importing the CLI would be reported."""
-    assert _layer_of("rdexpert.cli") > _layer_of("rdexpert.metrics")
-    tampered = {**graph, "rdexpert.metrics": graph["rdexpert.metrics"] | {"rdexpert.cli"}}
+    assert _layer_of("rdexpert.cli") > _layer_of("rdexpert.evaluation.metrics")
+    tampered = {**graph, "rdexpert.evaluation.metrics": graph["rdexpert.evaluation.metrics"] | {"rdexpert.cli"}}
     with pytest.raises(AssertionError, match="metrics .foundation. imports rdexpert.cli"):
         test_no_import_goes_up_a_layer(tampered)
 
 
 def test_the_circle_check_catches_a_lazy_circle(graph):
     """checkpoint -> hub.resolve -> checkpoint (the circle this package once had) would be reported."""
-    tampered = {**graph, "rdexpert.hub.resolve": graph["rdexpert.hub.resolve"] | {"rdexpert.checkpoint"}}
-    with pytest.raises(AssertionError, match="rdexpert.checkpoint -> rdexpert.hub.resolve -> rdexpert.checkpoint"):
+    tampered = {**graph, "rdexpert.hub.resolve": graph["rdexpert.hub.resolve"] | {"rdexpert.checkpoint.folder"}}
+    with pytest.raises(AssertionError, match="rdexpert.checkpoint.folder -> rdexpert.hub.resolve -> rdexpert.checkpoint.folder"):
         test_no_import_circle(tampered)

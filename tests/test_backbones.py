@@ -8,7 +8,7 @@ import pytest
 import timm
 import torch
 
-from rdexpert.backbones import (
+from rdexpert.model.backbones import (
     PretrainedWeightsUnavailable,
     _wheel_weights_path,
     create_backbone,

@@ -8,7 +8,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from rdexpert.calibration import Calibration
+from rdexpert.inference.calibration import Calibration
 
 
 def test_calibration_rule_and_normalisation():

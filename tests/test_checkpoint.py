@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import CATEGORY, SIZE
 
-from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, read_config
+from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, read_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,7 +82,7 @@ def test_broken_checkpoints_fail_with_clear_messages(tiny_checkpoint, tmp_path):
 
 def test_weights_and_config_from_different_saves_are_refused(tiny_checkpoint, tmp_path):
     """A save killed between the weights and the config (issue 12, D7) must not load silently."""
-    from rdexpert.io import read_tensors, write_tensors
+    from rdexpert.checkpoint.io import read_tensors, write_tensors
 
     folder = _copy(tiny_checkpoint, tmp_path)
     tensors = read_tensors(folder / WEIGHTS_NAME)

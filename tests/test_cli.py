@@ -17,10 +17,10 @@ import pytest
 from conftest import CATEGORY, REPO, SHA, SIZE, put_in_cache
 from PIL import Image
 
-from rdexpert.checkpoint import CheckpointInfo, read_config
+from rdexpert.checkpoint.folder import CheckpointInfo, read_config
+from rdexpert.checkpoint.io import check_writable
 from rdexpert.cli import main
-from rdexpert.inference import Predictor
-from rdexpert.io import check_writable
+from rdexpert.inference.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,14 +60,14 @@ def test_cli_test_saves_metrics_and_f1_threshold(tiny_checkpoint, tiny_data, tmp
             "--out", str(tmp_path / "report"), "--device", "cpu"]
     assert main(args) == 0
     assert "metrics" not in read_config(folder)  # only when asked
-    from rdexpert.evaluate import read_report_scores
+    from rdexpert.evaluation.evaluate import read_report_scores
 
     stored = read_report_scores(tmp_path / "report")  # every image's score, for places without the data
     assert len(stored) == 4 and sorted(label for _, label, _ in stored) == [0, 0, 1, 1]
     assert main(args + ["--save-metrics"]) == 0
     assert main(args + ["--save-metrics", "--gate", "open"]) == 0
     config = read_config(folder)
-    reference = CheckpointInfo.from_config(config).default_reference  # chosen at training (rdexpert.health)
+    reference = CheckpointInfo.from_config(config).default_reference  # chosen at training (rdexpert.training.health)
     assert set(config["metrics"]) == {f"{reference}/gated", f"{reference}/open"}
     row = config["metrics"][f"{reference}/gated"]
     assert row["images"] == 4 and row["defective"] == 2 and 0 <= row["image_auroc"] <= 1 and "aupro" in row

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import box_mask, rgb_array, save_image
 
-from rdexpert.checkpoint import read_config
+from rdexpert.checkpoint.folder import read_config
 from rdexpert.cli import main
 from rdexpert.data.datasets import ImageDataset
 from rdexpert.data.images import load_image, load_mask

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from rdexpert.distributed import Worker
-from rdexpert.train_many import parse_categories, summary_markdown
+from rdexpert.training.categories import parse_categories, summary_markdown
+from rdexpert.training.distributed import Worker
 
 TESTS = Path(__file__).resolve().parent
 COMMON = ["--preset", "quick", "--image-size", "64", "--batch-size", "4", "--health-every", "0"]

@@ -13,11 +13,11 @@ import torch
 from conftest import CATEGORY, SIZE
 from torchvision.transforms.v2.functional import gaussian_blur as torchvision_blur
 
-from rdexpert.checkpoint import CheckpointInfo, load_checkpoint
+from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint
 from rdexpert.cli import main
 from rdexpert.data import content_box, fit_image, image_to_tensor, load_image
-from rdexpert.export import OPSET, TOLERANCE, compare_with_onnxruntime, export_onnx, onnx_metadata
-from rdexpert.inference import Predictor
+from rdexpert.inference.export import OPSET, TOLERANCE, compare_with_onnxruntime, export_onnx, onnx_metadata
+from rdexpert.inference.predictor import Predictor
 from rdexpert.model.anomaly_map import blur_kernel_size, gaussian_blur
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -109,7 +109,7 @@ def test_a_missing_export_extra_is_named_with_the_command_that_installs_it(monke
     """Issue 25: without the [export] extra, export and the ONNX Runtime backend say how to install it."""
     import sys
 
-    from rdexpert.export import optional_module
+    from rdexpert.inference.export import optional_module
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: import raises ModuleNotFoundError
     with pytest.raises(RuntimeError, match=r'pip install "rdexpert\[export\]"'):

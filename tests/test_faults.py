@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from rdexpert.checkpoint import CheckpointError, file_sha256, load_checkpoint, read_config
-from rdexpert.checkpoint_format import CONFIG_NAME, WEIGHTS_NAME
-from rdexpert.train import TrainConfig, Trainer
+from rdexpert.checkpoint.folder import CheckpointError, file_sha256, load_checkpoint, read_config
+from rdexpert.checkpoint.format import CONFIG_NAME, WEIGHTS_NAME
+from rdexpert.training.loop import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 torch.set_num_threads(1)
-import rdexpert.checkpoint, rdexpert.io, rdexpert.train
+import rdexpert.checkpoint.folder, rdexpert.checkpoint.io, rdexpert.training.loop
 
 kind, *args = os.environ["RDEXPERT_FAULT"].split(":")
 
@@ -59,7 +59,7 @@ def die():
 
 
 if kind == "step":
-    real_step, calls = rdexpert.train.train_step, [0]
+    real_step, calls = rdexpert.training.loop.train_step, [0]
 
     def train_step(*a, **k):
         calls[0] += 1
@@ -67,9 +67,9 @@ if kind == "step":
             die()
         return real_step(*a, **k)
 
-    rdexpert.train.train_step = train_step
+    rdexpert.training.loop.train_step = train_step
 elif kind == "partial":
-    real_save, calls = rdexpert.io.save_file, [0]
+    real_save, calls = rdexpert.checkpoint.io.save_file, [0]
 
     def save_file(tensors, filename, metadata=None):
         real_save(tensors, filename, metadata=metadata)
@@ -80,7 +80,7 @@ elif kind == "partial":
                     f.truncate(os.path.getsize(filename) // 2)
                 die()
 
-    rdexpert.io.save_file = save_file
+    rdexpert.checkpoint.io.save_file = save_file
 elif kind == "json":
     module = getattr(rdexpert, args[0])
     real_json, calls = module.write_json, [0]
@@ -96,7 +96,7 @@ elif kind == "json":
 else:
     sys.exit(f"unknown fault {kind!r}")
 
-rdexpert.train.train(rdexpert.train.TrainConfig(**json.loads(sys.argv[1])), progress=False)
+rdexpert.training.loop.train(rdexpert.training.loop.TrainConfig(**json.loads(sys.argv[1])), progress=False)
 print("the run finished: the fault never fired")
 sys.exit(3)
 """

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import TIRE, needs_tire, training_pictures
 
-from rdexpert.checkpoint import CheckpointInfo, load_checkpoint, read_config
+from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, read_config
 from rdexpert.data import list_samples, load_image, resize_image, split_holdout
-from rdexpert.health import FAINT_MARGIN, REFERENCE_MARGIN, HealthSet, check_health, choose_reference
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
 from rdexpert.synthesis import AnomalySynthesizer
-from rdexpert.train import TrainConfig, teacher_train_mode, train, train_step
+from rdexpert.training.health import FAINT_MARGIN, REFERENCE_MARGIN, HealthSet, check_health, choose_reference
+from rdexpert.training.loop import TrainConfig, teacher_train_mode, train, train_step
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "metal_plate"
 
@@ -157,8 +157,8 @@ def test_check_anomalies_are_never_void_and_the_faint_group_is_fainter():
 def test_the_reference_recipe_records_the_verdict_but_always_keeps_the_teacher():
     """Issue 24: the released code always scores against the trained teacher; under `--recipe reference` the check's
     verdict is recorded and the teacher kept, while `improved` lets the safeguard switch (recipe row 14)."""
-    from rdexpert.health import reference_for
-    from rdexpert.recipe import IMPROVED, REFERENCE
+    from rdexpert.training.health import reference_for
+    from rdexpert.training.recipe import IMPROVED, REFERENCE
 
     failed = {"separation_teacher": 0.70, "separation_expert": 0.95}
     assert reference_for(failed, IMPROVED.reference_switch)[:2] == ("expert", "expert")

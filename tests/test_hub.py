@@ -19,12 +19,19 @@ from conftest import CATEGORY, REPO, SHA, put_in_cache
 from huggingface_hub import ModelCard, metadata_load
 
 from rdexpert.app.registry import Registry
-from rdexpert.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, record_metrics, update_config
-from rdexpert.checkpoint_format import OOD_NAME
+from rdexpert.checkpoint.folder import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    CheckpointError,
+    load_checkpoint,
+    record_metrics,
+    update_config,
+)
+from rdexpert.checkpoint.format import OOD_NAME
 from rdexpert.cli import main
 from rdexpert.hub import HubError, list_categories, parse_reference, resolve_checkpoint
 from rdexpert.hub.publish import push_to_hub, stage, stage_checkpoint
-from rdexpert.inference import Predictor
+from rdexpert.inference.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

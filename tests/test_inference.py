@@ -13,11 +13,11 @@ import torch
 from conftest import CATEGORY, SIZE
 from PIL import Image
 
-from rdexpert.checkpoint import load_checkpoint
+from rdexpert.checkpoint.folder import load_checkpoint
 from rdexpert.data import ContentBox, ImageLoadError, content_box, fit_image, image_to_tensor, list_samples, load_image
-from rdexpert.evaluate import content_stack, evaluate
-from rdexpert.inference import Prediction, Predictor, to_rgb
-from rdexpert.metrics import compute_metrics
+from rdexpert.evaluation.evaluate import content_stack, evaluate
+from rdexpert.evaluation.metrics import compute_metrics
+from rdexpert.inference.predictor import Prediction, Predictor, to_rgb
 from rdexpert.model import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")

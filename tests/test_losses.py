@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rdexpert.losses import global_cosine_distance, resize_mask, student_loss, teacher_loss
+from rdexpert.training.losses import global_cosine_distance, resize_mask, student_loss, teacher_loss
 
 
 def features(seed: int) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Tests for rdexpert.metrics against slow, obviously-correct references,
+"""Tests for rdexpert.evaluation.metrics against slow, obviously-correct references,
 sklearn, and hand-made cases with known answers."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from rdexpert.metrics import aupro, average_precision, compute_metrics, f1_max, roc_auc
+from rdexpert.evaluation.metrics import aupro, average_precision, compute_metrics, f1_max, roc_auc
 
 SEEDS = [0, 1, 2, 3, 4, 5]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rdexpert.export import TOLERANCE
-from rdexpert.inference import Predictor
+from rdexpert.inference.export import TOLERANCE
+from rdexpert.inference.onnx_backend import model_key
+from rdexpert.inference.predictor import Predictor
 from rdexpert.model import ExpertTeacherStudent, ModelConfig, capture_gates
-from rdexpert.onnx_backend import model_key
 
 DEMO = Path(__file__).resolve().parent.parent / "checkpoints" / "metal_plate"
 pytestmark = pytest.mark.usefixtures("one_thread")

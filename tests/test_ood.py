@@ -1,4 +1,4 @@
-"""The out-of-distribution check (rdexpert.ood): the shrunk Gaussian, the threshold rule, storage in a checkpoint,
+"""The out-of-distribution check (rdexpert.inference.ood): the shrunk Gaussian, the threshold rule, storage in a checkpoint,
 prediction and the CLI column, and on the shipped metal_plate checkpoint: a texture is flagged, a defect is not."""
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import pytest
 import torch
 from conftest import CATEGORY
 
-from rdexpert.checkpoint import CONFIG_NAME, read_config, training_split, update_config
-from rdexpert.checkpoint_format import OOD_NAME
+from rdexpert.checkpoint.folder import CONFIG_NAME, read_config, training_split, update_config
+from rdexpert.checkpoint.format import OOD_NAME
 from rdexpert.cli import main
-from rdexpert.inference import Predictor
-from rdexpert.ood import (
+from rdexpert.inference.ood import (
     THRESHOLD_FACTOR,
     FeatureGaussian,
     calibrate_ood,
@@ -27,7 +26,8 @@ from rdexpert.ood import (
     load_ood,
     save_ood,
 )
-from rdexpert.scoring import sample_batches, score_images
+from rdexpert.inference.predictor import Predictor
+from rdexpert.inference.scoring import sample_batches, score_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,7 +96,7 @@ def test_save_and_load_round_trip_and_a_broken_file_only_turns_the_check_off(tmp
     probe = _features(6, seed=3, shift=1.0)
     assert loaded.threshold == ood.threshold and loaded.scores(probe) == pytest.approx(ood.scores(probe), rel=1e-5)
     assert load_ood(tmp_path, {}) is None  # an older checkpoint: no check, no warning
-    with caplog.at_level(logging.WARNING, logger="rdexpert.ood"):
+    with caplog.at_level(logging.WARNING, logger="rdexpert.inference.ood"):
         assert load_ood(tmp_path, config, dims=176) is None  # another backbone's features
         (tmp_path / OOD_NAME).write_bytes((tmp_path / OOD_NAME).read_bytes()[:-4] + b"\0\0\0\0")
         assert load_ood(tmp_path, config) is None  # replaced: the hash differs

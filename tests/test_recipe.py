@@ -10,13 +10,13 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from rdexpert.losses import chained_masks, resize_mask
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
 from rdexpert.model.anomaly_map import compute_anomaly_maps, gaussian_blur
-from rdexpert.recipe import CHOICES, IMPROVED, PRE_RECIPE_SET, REFERENCE, get_recipe, parse_overrides
 from rdexpert.synthesis import AnomalySynthesizer, foreground_method_for
 from rdexpert.synthesis.perlin import perlin_mask
-from rdexpert.train import TrainConfig, initialise_student, scheduled_iterations, train_step
+from rdexpert.training.loop import TrainConfig, initialise_student, scheduled_iterations, train_step
+from rdexpert.training.losses import chained_masks, resize_mask
+from rdexpert.training.recipe import CHOICES, IMPROVED, PRE_RECIPE_SET, REFERENCE, get_recipe, parse_overrides
 
 
 def test_reference_is_the_first_choice_of_every_row_and_improved_names_its_deviations():

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from rdexpert.checkpoint import load_checkpoint
+from rdexpert.checkpoint.folder import load_checkpoint
 from rdexpert.data import image_to_tensor
-from rdexpert.inference import Predictor
+from rdexpert.inference.predictor import Predictor
 from rdexpert.model import ExpertTeacherStudent, ModelConfig, capture_gates
 from rdexpert.model.anomaly_map import gaussian_blur
 from rdexpert.model.ets import CPU_CHUNK_PIXELS

@@ -10,7 +10,6 @@ from conftest import disc_mask
 
 from rdexpert.synthesis import perlin_mask, perlin_noise
 
-
 # ---------------------------------------------------------------- Perlin noise
 
 

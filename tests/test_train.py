@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import CATEGORY, SIZE
 
-from rdexpert.checkpoint import load_checkpoint
+from rdexpert.checkpoint.folder import load_checkpoint
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
-from rdexpert.train import PRESETS, TrainConfig, Trainer, train, train_step, warm_start
+from rdexpert.training.loop import PRESETS, TrainConfig, Trainer, train, train_step, warm_start
 
 
 def batch(n=2, size=64):
@@ -119,7 +119,7 @@ def test_sigterm_saves_the_state_and_the_run_resumes(tmp_path, mpdd_root):
     import os
     import signal
 
-    from rdexpert.train import Terminated
+    from rdexpert.training.loop import Terminated
 
     def terminate_at_two(iteration, losses):
         if iteration == 2:
@@ -149,8 +149,8 @@ def test_numbers_are_bounded_before_anything_runs(bad, message):
 def test_a_tampered_checkpoint_config_is_refused_with_the_range(tiny_checkpoint, tmp_path):
     import shutil
 
-    from rdexpert.checkpoint import CheckpointError
-    from rdexpert.io import read_json, write_json
+    from rdexpert.checkpoint.folder import CheckpointError
+    from rdexpert.checkpoint.io import read_json, write_json
 
     folder = tmp_path / "copy"
     shutil.copytree(tiny_checkpoint, folder)

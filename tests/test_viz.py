@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.image as mpimg
 
-from rdexpert.viz import HEALTH_CURVES, plot_loss_history
+from rdexpert.evaluation.plots import HEALTH_CURVES, plot_loss_history
 
 
 def _history(with_health: bool) -> dict:

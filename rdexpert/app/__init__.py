@@ -7,6 +7,6 @@ call them without a browser; each tab's components and handlers are in its own
 :mod:`rdexpert.app.server` builds and launches it.
 """
 
-from .server import build_app, main, parse_args
+from rdexpert.app.server import build_app, main, parse_args
 
 __all__ = ["build_app", "main", "parse_args"]

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from .finetune import FineTuneLimits
-from .registry import Registry
-from .sessions import Sessions
-from .uploads import UploadLimits
+from rdexpert.app.finetune import FineTuneLimits
+from rdexpert.app.registry import Registry
+from rdexpert.app.sessions import Sessions
+from rdexpert.app.uploads import UploadLimits
 
 log = logging.getLogger("rdexpert.app")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Sample, list_samples
-from ..io import read_json
-from .registry import Entry, public_text
+from rdexpert.app.registry import Entry, public_text
+from rdexpert.checkpoint.io import read_json
+from rdexpert.data import Sample, list_samples
 
 
 class NoTestSplit(ValueError):
@@ -110,7 +110,7 @@ TABLE_HEADERS = ["#", "image", "truth", "raw score", "calibrated", "verdict", "c
 
 
 def run_evaluation(key: str, entry: Entry, predictor, search: list[Path], progress: bool = False) -> EvaluationView:
-    from ..evaluate import evaluate
+    from rdexpert.evaluation.evaluate import evaluate
 
     samples, description = labelled_samples(entry, search)
     result = evaluate(predictor.model, samples, predictor.device, progress=progress)
@@ -144,8 +144,8 @@ def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
     report = entry.folder / REPORT_FOLDER if entry.folder else None
     if report is None or not (report / "metrics.json").is_file():
         return None
-    from ..calibration import Calibration
-    from ..evaluate import SCORES_NAME, read_report_scores
+    from rdexpert.evaluation.evaluate import SCORES_NAME, read_report_scores
+    from rdexpert.inference.calibration import Calibration
 
     metrics = {k: float(v) for k, v in read_json(report / "metrics.json").items()
                if isinstance(v, (int, float)) and np.isfinite(v)}

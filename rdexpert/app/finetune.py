@@ -1,6 +1,6 @@
 """Fine-tune jobs for the app: train on an uploaded folder in a background thread, with progress and cancel.
 
-A :class:`FineTuneJob` wraps :class:`rdexpert.train.Trainer`: the trainer's
+A :class:`FineTuneJob` wraps :class:`rdexpert.training.loop.Trainer`: the trainer's
 per-step callback records the losses and raises :class:`Cancelled` once
 :meth:`FineTuneJob.cancel` was called (the trainer then saves a resumable state
 and re-raises). At the end the threshold is already calibrated by the trainer on
@@ -23,12 +23,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import CheckpointInfo, read_config, record_metrics, update_config
-from ..data import Sample, folder_samples, list_samples, split_holdout
-from ..model import VARIANTS
-from ..train_config import PRESETS
-from .registry import ABLATION_VARIANTS, public_text
-from .uploads import UploadedDataset
+from rdexpert.app.registry import ABLATION_VARIANTS, public_text
+from rdexpert.app.uploads import UploadedDataset
+from rdexpert.checkpoint.folder import CheckpointInfo, read_config, record_metrics, update_config
+from rdexpert.data import Sample, folder_samples, list_samples, split_holdout
+from rdexpert.model import VARIANTS
+from rdexpert.training.config import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class FineTuneJob:
             raise Cancelled(f"cancelled at iteration {iteration}")
 
     def train_config(self):
-        from ..train import TrainConfig
+        from rdexpert.training.loop import TrainConfig
 
         s = self.settings
         return TrainConfig(
@@ -192,7 +192,7 @@ class FineTuneJob:
         )
 
     def _run(self) -> None:
-        from ..train import Trainer
+        from rdexpert.training.loop import Trainer
 
         try:
             if self._cancel.is_set():
@@ -239,9 +239,9 @@ def evaluation_samples(dataset: UploadedDataset, holdout_fraction: float, seed: 
 
 
 def evaluate_checkpoint(folder: Path, samples: list[Sample], device: str = "auto") -> dict:
-    from ..checkpoint import load_checkpoint
-    from ..evaluate import evaluate
-    from ..runtime import resolve_device
+    from rdexpert.checkpoint.folder import load_checkpoint
+    from rdexpert.evaluation.evaluate import evaluate
+    from rdexpert.runtime import resolve_device
 
     dev = resolve_device(device)
     model, _ = load_checkpoint(folder, map_location=dev)

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ..calibration import Calibration
-from . import views
-from .common import AppConfig
-from .registry import Registry
-from .sessions import Sessions
+from rdexpert.app import views
+from rdexpert.app.common import AppConfig
+from rdexpert.app.registry import Registry
+from rdexpert.app.sessions import Sessions
+from rdexpert.inference.calibration import Calibration
 
 INTRO = (
     "Reverse distillation with an **Expert–Teacher–Student** network and **Guided Information Injection** "

@@ -1,7 +1,7 @@
 """The checkpoints an app session can use: shipped, local folders, a Hub repository, and fine-tuned ones.
 
 Discovery only reads ``config.json`` files; models are loaded on first use
-(through :class:`rdexpert.inference.Predictor`) and kept in a small cache. A
+(through :class:`rdexpert.inference.predictor.Predictor`) and kept in a small cache. A
 checkpoint that is missing or broken becomes an :class:`Entry` with an
 ``error`` (shown in the page), never an exception at start-up.
 
@@ -23,9 +23,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
-from ..hub.resolve import list_categories
-from ..model import VARIANTS
+from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
+from rdexpert.hub.resolve import list_categories
+from rdexpert.model import VARIANTS
 
 # the paper's ablation ladder (DESIGN.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
 ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.skip != "plain")
@@ -109,7 +109,7 @@ def flatten_metrics(metrics: dict, default_setting: str = "teacher/gated") -> di
 
     ``config["metrics"]`` is either flat or keyed by inference setting
     (``{"teacher/gated": {...}, "expert/gated": {...}}``, see
-    ``rdexpert.checkpoint.record_metrics``); then the default setting's numbers
+    ``rdexpert.checkpoint.folder.record_metrics``); then the default setting's numbers
     are used, or the first setting's when the default is absent.
     """
     flat = _numbers(metrics)
@@ -301,7 +301,7 @@ class Registry:
             with self._lock:
                 if key in self._predictors:
                     return self._predictors[key]
-            from ..inference import Predictor
+            from rdexpert.inference.predictor import Predictor
 
             began = time.perf_counter()
             try:

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from .registry import Registry, public_text
+from rdexpert.app.registry import Registry, public_text
 
 DEMO_CATEGORY = "metal_plate"
 HUB_ENV = "RDEXPERT_HUB_REPO"
@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_app(args: argparse.Namespace | None = None, root: str | Path | None = None):
     """The gr.Blocks for ``args`` (defaults: the shipped checkpoints and $RDEXPERT_HUB_REPO)."""
-    from .ui import AppConfig, build_demo
+    from rdexpert.app.ui import AppConfig, build_demo
 
     args = args if args is not None else parse_args([])
     root = Path(root) if root is not None else Path.cwd()
@@ -128,7 +128,7 @@ def warm_up(demo) -> threading.Thread:
 
 
 def launch(demo, args: argparse.Namespace, **kwargs):
-    from .ui import CSS
+    from rdexpert.app.ui import CSS
 
     cfg = demo.rdx_config
     cfg.workdir.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .registry import Registry
+from rdexpert.app.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..checkpoint import CheckpointError
-from ..model import GATES, REFERENCES, VARIANTS, capture_gates
-from . import views
-from .common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery
-from .diagram import DIAGRAM, DIAGRAM_CAPTION
-from .registry import ABLATION_VARIANTS, Entry, Registry, public_text
-from .sessions import Sessions
-from .tab_inspect import InspectState, read_image
-from .uploads import UploadError
+from rdexpert.app import views
+from rdexpert.app.common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery
+from rdexpert.app.diagram import DIAGRAM, DIAGRAM_CAPTION
+from rdexpert.app.registry import ABLATION_VARIANTS, Entry, Registry, public_text
+from rdexpert.app.sessions import Sessions
+from rdexpert.app.tab_inspect import InspectState, read_image
+from rdexpert.app.uploads import UploadError
+from rdexpert.checkpoint.folder import CheckpointError
+from rdexpert.model import GATES, REFERENCES, VARIANTS, capture_gates
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..checkpoint import CheckpointError
-from . import views
-from .common import AppConfig, bind, failure_message
-from .evaluation import TABLE_HEADERS, EvaluationView, NoTestSplit, run_evaluation, stored_evaluation
-from .registry import Registry, public_text
-from .sessions import Sessions
-from .tab_inspect import OUTPUT_COUNT, inspect
+from rdexpert.app import views
+from rdexpert.app.common import AppConfig, bind, failure_message
+from rdexpert.app.evaluation import TABLE_HEADERS, EvaluationView, NoTestSplit, run_evaluation, stored_evaluation
+from rdexpert.app.registry import Registry, public_text
+from rdexpert.app.sessions import Sessions
+from rdexpert.app.tab_inspect import OUTPUT_COUNT, inspect
+from rdexpert.checkpoint.folder import CheckpointError
 
 log = logging.getLogger(__name__)
 

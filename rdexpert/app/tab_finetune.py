@@ -21,12 +21,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import views
-from .common import AppConfig, bind
-from .finetune import IMAGE_SIZES, VARIANT_CHOICES, FineTuneJob, FineTuneSettings
-from .registry import Registry
-from .sessions import Sessions, cleanup_workdir
-from .uploads import UploadError, prepare_dataset
+from rdexpert.app import views
+from rdexpert.app.common import AppConfig, bind
+from rdexpert.app.finetune import IMAGE_SIZES, VARIANT_CHOICES, FineTuneJob, FineTuneSettings
+from rdexpert.app.registry import Registry
+from rdexpert.app.sessions import Sessions, cleanup_workdir
+from rdexpert.app.uploads import UploadError, prepare_dataset
 
 log = logging.getLogger(__name__)
 

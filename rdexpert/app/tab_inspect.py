@@ -22,14 +22,14 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from ..checkpoint import CheckpointError, CheckpointInfo
-from ..data import ImageLoadError, load_image
-from . import views
-from .common import AppConfig, bind, examples_gallery, failure_message
-from .header import describe
-from .registry import Registry, public_text
-from .sessions import Sessions
-from .uploads import UploadError, UploadLimits, image_size
+from rdexpert.app import views
+from rdexpert.app.common import AppConfig, bind, examples_gallery, failure_message
+from rdexpert.app.header import describe
+from rdexpert.app.registry import Registry, public_text
+from rdexpert.app.sessions import Sessions
+from rdexpert.app.uploads import UploadError, UploadLimits, image_size
+from rdexpert.checkpoint.folder import CheckpointError, CheckpointInfo
+from rdexpert.data import ImageLoadError, load_image
 
 log = logging.getLogger(__name__)
 

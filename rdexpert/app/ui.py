@@ -18,9 +18,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from . import header, tab_ablations, tab_evaluate, tab_finetune, tab_inspect  # noqa: E402
-from .common import AppConfig, bind  # noqa: E402
-from .sessions import Sessions  # noqa: E402
+from rdexpert.app import header, tab_ablations, tab_evaluate, tab_finetune, tab_inspect  # noqa: E402
+from rdexpert.app.common import AppConfig, bind  # noqa: E402
+from rdexpert.app.sessions import Sessions  # noqa: E402
 
 __all__ = ["AppConfig", "CSS", "build_demo"]
 

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
-from ..data import IMAGE_EXTENSIONS, ImageLoadError, load_image, load_mask
+from rdexpert.data import IMAGE_EXTENSIONS, ImageLoadError, load_image, load_mask
 
 # Folder names inside a zip that say what an image is (compared case-insensitively).
 NORMAL_DIRS = ("good", "normal", "ok", "train")

@@ -8,9 +8,9 @@ import math
 import cv2
 import numpy as np
 
-from ..metrics import METRIC_NAMES, metrics_table, roc_curve
-from ..model import VARIANTS
-from ..viz import HEALTH_CURVES, heatmap, overlay
+from rdexpert.evaluation.metrics import METRIC_NAMES, metrics_table, roc_curve
+from rdexpert.evaluation.plots import HEALTH_CURVES, heatmap, overlay
+from rdexpert.model import VARIANTS
 
 SCALE_NAMES = ("1/4 (stride 4)", "1/8 (stride 8)", "1/16 (stride 16)")
 
@@ -99,7 +99,7 @@ def at_aspect(image: np.ndarray, original_size: tuple[int, int] | None) -> np.nd
     4:3 and not squashed (None: leave it as it is).
 
     A "squash" model's input is square and is stretched back; a "pad" model's picture region (the padding
-    already cut off, :class:`rdexpert.inference.Prediction`) has that aspect ratio up to a pixel's rounding.
+    already cut off, :class:`rdexpert.inference.predictor.Prediction`) has that aspect ratio up to a pixel's rounding.
     Maps drawn over the result are resized to it (:func:`fused_overlay`, :func:`scale_overlays`).
     """
     if not original_size:
@@ -203,7 +203,7 @@ def ood_warning_html(product: str | None, ood_score: float | None) -> str:
     """The out-of-distribution warning: this image is not the trained product, so the verdict says nothing.
 
     Worded apart from a defect verdict: "anomalous" means "this product, defective"; this means "not this
-    product at all" (rdexpert.ood).
+    product at all" (rdexpert.inference.ood).
     """
     product = html.escape(product or "the trained product")
     how_far = "" if ood_score is None else f" (out-of-distribution score {ood_score:.1f}; above 1 = not the product)"
@@ -270,7 +270,7 @@ NO_METRICS = "_no stored metrics (`rdexpert test --save-metrics` stores them in 
 
 
 def metrics_markdown(rows: dict[str, dict[str, float]], first_column: str = "model") -> str:
-    """:func:`rdexpert.metrics.metrics_table` for the page: "&#64;" in the header, a note when there is nothing."""
+    """:func:`rdexpert.evaluation.metrics.metrics_table` for the page: "&#64;" in the header, a note when there is nothing."""
     table = metrics_table(rows, first_column)
     if not table:
         return NO_METRICS
@@ -309,7 +309,7 @@ def loss_figure(history: dict):
 
 
 def roc_points(scores: np.ndarray, labels: np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`rdexpert.metrics.roc_curve`, thinned to about ``max_points`` for plotting (the ends are kept)."""
+    """:func:`rdexpert.evaluation.metrics.roc_curve`, thinned to about ``max_points`` for plotting (the ends are kept)."""
     fpr, tpr = roc_curve(scores, labels)
     if tpr.size > max_points:
         keep = np.unique(np.r_[np.linspace(0, tpr.size - 1, max_points).astype(int), tpr.size - 1])

@@ -9,10 +9,10 @@ The package is split by role; every public name is re-exported here, so
   datasets, and the holdout split (no torch);
 * :mod:`.datasets`: the torch ``Dataset``s for evaluation and training.
 """
-from . import datasets, images, layouts
-from .datasets import *  # noqa: F403
-from .images import *  # noqa: F403
-from .layouts import *  # noqa: F403
+from rdexpert.data import datasets, images, layouts
+from rdexpert.data.datasets import *  # noqa: F403
+from rdexpert.data.images import *  # noqa: F403
+from rdexpert.data.layouts import *  # noqa: F403
 
 __all__: list[str] = []
 __all__ += images.__all__

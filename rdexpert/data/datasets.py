@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import (
+from rdexpert.data.images import (
     ContentBox,
     _check_fit,
     content_box,
@@ -29,7 +29,7 @@ from .images import (
     mask_to_tensor,
     pad_to_square,
 )
-from .layouts import Sample
+from rdexpert.data.layouts import Sample
 
 __all__ = ["ImageDataset", "SyntheticAnomalyDataset"]
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 
-from .images import _EXT_HELP, _image_files, _is_image
+from rdexpert.data.images import _EXT_HELP, _image_files, _is_image
 
 __all__ = [
     "NORMAL_NAMES",

@@ -6,6 +6,6 @@
   from ``rdexpert.hub.publish`` - loading a checkpoint never imports it.
 """
 
-from .resolve import HubError, HubReference, list_categories, parse_reference, resolve_checkpoint
+from rdexpert.hub.resolve import HubError, HubReference, list_categories, parse_reference, resolve_checkpoint
 
 __all__ = ["HubError", "HubReference", "list_categories", "parse_reference", "resolve_checkpoint"]

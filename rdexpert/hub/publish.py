@@ -18,13 +18,13 @@ from pathlib import Path
 import timm
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, is_offline_mode
 
-from .. import __version__
-from ..calibration import Calibration
-from ..checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointInfo, read_config
-from ..checkpoint_format import OOD_NAME
-from ..io import read_json
-from ..metrics import METRIC_NAMES, metrics_table
-from .resolve import NAME, HubError
+from rdexpert import __version__
+from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME, CheckpointInfo, read_config
+from rdexpert.checkpoint.format import OOD_NAME
+from rdexpert.checkpoint.io import read_json
+from rdexpert.evaluation.metrics import METRIC_NAMES, metrics_table
+from rdexpert.hub.resolve import NAME, HubError
+from rdexpert.inference.calibration import Calibration
 
 EXTRA_FILES = ("LICENSE", "NOTICE", "LICENSE.md", "NOTICE.md")  # shipped beside the weights when present
 TEST_REPORT = Path("test") / "metrics.json"  # what `rdexpert test --out CHECKPOINT/test` (training suggests it) writes
@@ -115,7 +115,7 @@ def _threshold_section(info: CheckpointInfo) -> str:
     text = (
         f"Raw score threshold **{calibration['threshold']:.4f}**, from {calibration.get('source', 'normal images')}: "
         f"{calibration.get('rule', '')}. Normalised scores put it at 0.5 "
-        f"({calibration.get('normalization', 'see rdexpert.calibration')}).\n"
+        f"({calibration.get('normalization', 'see rdexpert.inference.calibration')}).\n"
     )
     try:
         text += f"\nHow far to trust it: {Calibration.from_dict(calibration).summary()}. No test image was used.\n"
@@ -172,7 +172,7 @@ rdexpert predict --checkpoint {repo_id}/{category} --input images/ --out predict
 ```
 
 ```python
-from rdexpert.inference import Predictor
+from rdexpert.inference.predictor import Predictor
 
 predictor = Predictor.from_pretrained("{repo_id}/{category}")   # append @<commit> to pin a revision
 prediction = predictor.predict("image.png")
@@ -198,7 +198,7 @@ One subfolder per product category; each holds `config.json`, `model.safetensors
 a model card (`README.md`) with its test metrics, training recipe and license.
 
 ```python
-from rdexpert.inference import Predictor
+from rdexpert.inference.predictor import Predictor
 predictor = Predictor.from_pretrained("{repo_id}/<category>")
 ```
 """
@@ -246,7 +246,7 @@ final training iterate: no model selection on the test split. "–": no stored t
 ## Usage
 
 ```python
-from rdexpert.inference import Predictor
+from rdexpert.inference.predictor import Predictor
 
 predictor = Predictor.from_pretrained("{repo_id}", subfolder="{first}")   # or "{repo_id}/{first}@<commit>"
 prediction = predictor.predict("image.png")

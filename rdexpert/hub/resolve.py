@@ -23,7 +23,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, constants, errors, is_offline_mode, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-from ..checkpoint_format import CONFIG_NAME, CheckpointError
+from rdexpert.checkpoint.format import CONFIG_NAME, CheckpointError
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The RD with Expert network: backbone features -> OCBE -> decoder (+ GII) -> anomaly maps."""
 
-from .anomaly_map import AnomalyMaps, compute_anomaly_maps
-from .ets import REFERENCES, VARIANTS, ETSOutput, ExpertTeacherStudent, ModelConfig, Variant
-from .gii import GATES, capture_gates
+from rdexpert.model.anomaly_map import AnomalyMaps, compute_anomaly_maps
+from rdexpert.model.ets import REFERENCES, VARIANTS, ETSOutput, ExpertTeacherStudent, ModelConfig, Variant
+from rdexpert.model.gii import GATES, capture_gates
 
 __all__ = [
     "AnomalyMaps",

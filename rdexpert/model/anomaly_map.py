@@ -26,7 +26,7 @@ COSINE_EPS = 1e-8  # each norm's floor, as F.cosine_similarity's
 def pixel_cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """1 - cosine over channels, per pixel, in float32 (or float64): (B, C, h, w) x2 -> (B, h, w).
 
-    The anomaly measure of the maps, and the teacher loss's per-pixel term (rdexpert.losses).
+    The anomaly measure of the maps, and the teacher loss's per-pixel term (rdexpert.training.losses).
     ``F.cosine_similarity``'s value (each norm floored at 1e-8) written as dot / (|a| |b|), which is faster
     on the CPU (it divides both inputs by their norms first); the same to float rounding.
     """
@@ -119,7 +119,7 @@ def compute_anomaly_maps(
 ) -> AnomalyMaps:
     """Map each scale, upsample bilinearly to ``size``, sum, blur with a Gaussian; score = max of the map.
 
-    ``align_corners`` and ``blur_border`` are recipe choices (rdexpert.recipe): the released code uses
+    ``align_corners`` and ``blur_border`` are recipe choices (rdexpert.training.recipe): the released code uses
     ``True`` and ``"reflect"``.
     """
     scales = scale_maps(student, reference, size, align_corners)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import UpBottleneck, bottleneck_width
-from .gii import GuidedInjection
+from rdexpert.model.blocks import UpBottleneck, bottleneck_width
+from rdexpert.model.gii import GuidedInjection
 
 SKIPS = ("none", "gated", "plain")
 

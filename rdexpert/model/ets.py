@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from ..backbones import create_backbone
-from ..data.images import INPUT_FITS
-from .anomaly_map import BLUR_BORDERS, BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
-from .decoder import Decoder
-from .fusion import drop_unused_stages, fold_batch_norms
-from .gii import GATES
-from .ocbe import OCBE
+from rdexpert.data.images import INPUT_FITS
+from rdexpert.model.anomaly_map import BLUR_BORDERS, BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
+from rdexpert.model.backbones import create_backbone
+from rdexpert.model.decoder import Decoder
+from rdexpert.model.fusion import drop_unused_stages, fold_batch_norms
+from rdexpert.model.gii import GATES
+from rdexpert.model.ocbe import OCBE
 
 REFERENCES = ("teacher", "expert")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
@@ -56,9 +56,9 @@ class ModelConfig:
     decoder_blocks: tuple[int, int, int] = (3, 4, 6)
     blur_sigma: float = BLUR_SIGMA
     # what the student is scored against when a caller does not say: "teacher", or "expert" when
-    # the training health check found the trained teacher no better than the expert (rdexpert.health)
+    # the training health check found the trained teacher no better than the expert (rdexpert.training.health)
     default_reference: str = "teacher"
-    # scoring choices of the training recipe (rdexpert.recipe); these defaults are what checkpoints
+    # scoring choices of the training recipe (rdexpert.training.recipe); these defaults are what checkpoints
     # written before recipes existed were scored with
     map_align_corners: bool = False
     blur_border: str = "mirror"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import conv_bn_relu
+from rdexpert.model.blocks import conv_bn_relu
 
 GATES = ("gated", "open", "closed")
 

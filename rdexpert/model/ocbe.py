@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Bottleneck, bottleneck_width, conv_bn_relu
+from rdexpert.model.blocks import Bottleneck, bottleneck_width, conv_bn_relu
 
 
 class OCBE(nn.Module):

@@ -26,11 +26,11 @@ The package is split by role; every public name is re-exported here, so
 * :mod:`.textures`: texture folders (DTD), procedural textures and their jitter;
 * :mod:`.synthesizer`: the blend and :class:`AnomalySynthesizer`, which ties them together.
 """
-from . import foreground, perlin, synthesizer, textures
-from .foreground import *  # noqa: F403
-from .perlin import *  # noqa: F403
-from .synthesizer import *  # noqa: F403
-from .textures import *  # noqa: F403
+from rdexpert.synthesis import foreground, perlin, synthesizer, textures
+from rdexpert.synthesis.foreground import *  # noqa: F403
+from rdexpert.synthesis.perlin import *  # noqa: F403
+from rdexpert.synthesis.synthesizer import *  # noqa: F403
+from rdexpert.synthesis.textures import *  # noqa: F403
 
 __all__: list[str] = []
 __all__ += foreground.__all__

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .foreground import _as_image, _check_method, foreground_mask, foreground_method_for
-from .perlin import perlin_mask
-from .textures import TextureSource, augment_texture
+from rdexpert.synthesis.foreground import _as_image, _check_method, foreground_mask, foreground_method_for
+from rdexpert.synthesis.perlin import perlin_mask
+from rdexpert.synthesis.textures import TextureSource, augment_texture
 
 __all__ = ["blend", "SyntheticAnomaly", "AnomalySynthesizer"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .perlin import _fractal_noise
+from rdexpert.synthesis.perlin import _fractal_noise
 
 __all__ = ["IMAGE_EXTENSIONS", "procedural_texture", "augment_texture", "TextureSource"]
 

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import ContentBox, fit_image, list_samples, load_image
-from .io import atomic_write, write_json
-from .metrics import compute_metrics, metrics_table
-from .model import ExpertTeacherStudent
-from .scoring import sample_batches, score_images
-from .viz import overlay, save_png
+from rdexpert.checkpoint.io import atomic_write, write_json
+from rdexpert.data import ContentBox, fit_image, list_samples, load_image
+from rdexpert.evaluation.metrics import compute_metrics, metrics_table
+from rdexpert.evaluation.plots import overlay, save_png
+from rdexpert.inference.scoring import sample_batches, score_images
+from rdexpert.model import ExpertTeacherStudent
 
 
 @dataclass

@@ -3,9 +3,9 @@
 ONNX Runtime's CPU convolutions (its blocked NCHWc kernels) run this model's forward faster than
 PyTorch's oneDNN path, most at batch 1, where the 16 x 16 and 32 x 32 convolutions of the decoder and
 GII leave oneDNN's threads short of work (``python bench/latency.py``, results in bench/results/latency.md).
-The maps agree with PyTorch's within float rounding (:data:`rdexpert.export.TOLERANCE`; tests/test_onnx_backend.py).
+The maps agree with PyTorch's within float rounding (:data:`rdexpert.inference.export.TOLERANCE`; tests/test_onnx_backend.py).
 
-The graph is exported once per model (:func:`rdexpert.export.export_onnx`, fast TorchScript exporter
+The graph is exported once per model (:func:`rdexpert.inference.export.export_onnx`, fast TorchScript exporter
 first) and cached in :func:`cache_dir` under a hash of the weights and settings, so a second load of the
 same checkpoint starts at once. Only the default switches run here (the model's default reference,
 gate "gated"); the Predictor sends every other request to PyTorch.
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .export import OPSET, export_onnx, optional_module, output_names
-from .model import ExpertTeacherStudent
+from rdexpert.inference.export import OPSET, export_onnx, optional_module, output_names
+from rdexpert.model import ExpertTeacherStudent
 
 BACKENDS = ("torch", "onnxruntime")
 FORMAT = 1  # bump when the exported graph changes for the same weights (the cache key includes it)

@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import file_sha256, load_checkpoint, training_split, update_config
-from .checkpoint_format import OOD_NAME, CheckpointError
-from .io import read_tensors, write_tensors
-from .model import ExpertTeacherStudent
-from .runtime import autocast, resolve_device
-from .scoring import sample_batches
+from rdexpert.checkpoint.folder import file_sha256, load_checkpoint, training_split, update_config
+from rdexpert.checkpoint.format import OOD_NAME, CheckpointError
+from rdexpert.checkpoint.io import read_tensors, write_tensors
+from rdexpert.inference.scoring import sample_batches
+from rdexpert.model import ExpertTeacherStudent
+from rdexpert.runtime import autocast, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .data import ContentBox, ImageDataset
-from .model import ExpertTeacherStudent
-from .runtime import autocast
+from rdexpert.data import ContentBox, ImageDataset
+from rdexpert.model import ExpertTeacherStudent
+from rdexpert.runtime import autocast
 
 
 @dataclass
@@ -38,7 +38,7 @@ def content_scores(maps: np.ndarray, boxes=None) -> np.ndarray:
     """Image scores: the max of each (S, S) map inside its picture's box (rows ``top, left, height, width`` of
     :func:`rdexpert.data.content_box`), never over padding; no boxes: over the whole map.
 
-    The one place an image score is taken from a map (evaluation, calibration, :class:`rdexpert.inference.Predictor`).
+    The one place an image score is taken from a map (evaluation, calibration, :class:`rdexpert.inference.predictor.Predictor`).
     """
     maps = np.asarray(maps)
     if boxes is None:
@@ -59,7 +59,7 @@ def score_images(
     pictures, their content boxes under ``"box"``, as ``ImageDataset`` batches do: the score looks there only).
 
     ``reference`` and ``gate`` are the inference-time switches of DESIGN.md §3.4;
-    ``scales=True`` also returns the per-scale maps; ``pool_reference`` (e.g. :func:`rdexpert.ood.pooled_features`)
+    ``scales=True`` also returns the per-scale maps; ``pool_reference`` (e.g. :func:`rdexpert.inference.ood.pooled_features`)
     reduces the reference features of the same forward to one vector per image.
     """
     device = torch.device(device)

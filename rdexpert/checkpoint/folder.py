@@ -14,10 +14,10 @@ config.json sections:
   timm or weight-source change that would silently shift the features fails loudly;
 - ``input``: image size, colour order, value range and resize rule;
 - ``training`` (the run's settings: preset, seed, ...), ``dataset`` (root, category),
-  ``calibration`` (:mod:`rdexpert.calibration`), ``metrics`` (written by
+  ``calibration`` (:mod:`rdexpert.inference.calibration`), ``metrics`` (written by
   ``rdexpert test --save-metrics``), ``license`` (optional: id and attribution);
 - ``ood`` (optional): the out-of-distribution check stored in ``ood.safetensors``, with that
-  file's SHA-256 (:mod:`rdexpert.ood`); checkpoints without it have no such check.
+  file's SHA-256 (:mod:`rdexpert.inference.ood`); checkpoints without it have no such check.
 
 Checkpoints written before the ``backbone``/``input`` sections existed still
 load; they are checked by tensor shapes only.
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .backbones import FEATURE_STRIDES
-from .checkpoint_format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, CheckpointError
-from .data import train_and_holdout
-from .hub.resolve import resolve_checkpoint
-from .io import read_json, read_tensors, write_json, write_tensors
-from .model import ExpertTeacherStudent, ModelConfig
+from rdexpert import __version__
+from rdexpert.checkpoint.format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, CheckpointError
+from rdexpert.checkpoint.io import read_json, read_tensors, write_json, write_tensors
+from rdexpert.data import train_and_holdout
+from rdexpert.hub.resolve import resolve_checkpoint
+from rdexpert.model import ExpertTeacherStudent, ModelConfig
+from rdexpert.model.backbones import FEATURE_STRIDES
 
 INPUT_CONVENTION = {
     "channels": "RGB",
@@ -54,7 +54,7 @@ class CheckpointInfo:
     """What callers read from a config.json; a missing section reads as empty (dict) or None."""
 
     variant: str | None = None
-    default_reference: str = "teacher"  # chosen at training by the health check (rdexpert.health)
+    default_reference: str = "teacher"  # chosen at training by the health check (rdexpert.training.health)
     health: dict = field(default_factory=dict)  # the final health check, the choice and its reason
     backbone: str | None = None  # the backbone's timm name
     image_size: int | None = None  # the model's input size
@@ -67,7 +67,7 @@ class CheckpointInfo:
     training: dict = field(default_factory=dict)
     dataset: dict = field(default_factory=dict)
     license: dict = field(default_factory=dict)
-    ood: dict = field(default_factory=dict)  # the out-of-distribution check (rdexpert.ood)
+    ood: dict = field(default_factory=dict)  # the out-of-distribution check (rdexpert.inference.ood)
     rdexpert_version: str | None = None
 
     @classmethod

@@ -90,7 +90,7 @@ class Calibration:
     f1_threshold: float | None = None
     synthetic_scores: tuple[float, ...] = ()  # scores of synthetic anomalies on the same normal images
     method: str = "normal images"  # or "normal images + synthetic anomalies"
-    # scores of faint synthetic anomalies (rdexpert.health.FAINT_BETA): not used for the threshold, only to
+    # scores of faint synthetic anomalies (rdexpert.training.health.FAINT_BETA): not used for the threshold, only to
     # estimate how many subtle defects it lets through
     faint_scores: tuple[float, ...] = ()
 

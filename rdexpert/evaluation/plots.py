@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import atomic_write  # noqa: E402
+from rdexpert.checkpoint.io import atomic_write  # noqa: E402
 
 
 def heatmap(anomaly_map: np.ndarray, vmin: float, vmax: float, colormap: str = "jet") -> np.ndarray:
@@ -52,7 +52,7 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
 
 def plot_loss_history(history: dict, path: str | Path, window: int = 25) -> Path:
     """Plot each loss against iteration (raw and a running mean) and, when the history holds
-    health checks (rdexpert.health), the teacher's health below it; saved as PNG."""
+    health checks (rdexpert.training.health), the teacher's health below it; saved as PNG."""
     health = history.get("health") or []
     fig, axes = plt.subplots(2 if health else 1, 1, figsize=(7, 6.5 if health else 4), squeeze=False)
     ax = axes[0, 0]

@@ -1,4 +1,4 @@
-"""A training run's settings: presets, the recipe (rdexpert.recipe) and the bounds checked before any work.
+"""A training run's settings: presets, the recipe (rdexpert.training.recipe) and the bounds checked before any work.
 
 Why a module of its own: the CLI, the app's Fine-tune tab and the benches build a
 :class:`TrainConfig` without needing the training loop, and a resumed run compares
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from .model import ModelConfig
-from .recipe import CHOICES, LONG_SCHEDULE_CATEGORIES, PRE_RECIPE_SET, Recipe, get_recipe
-from .synthesis import AnomalySynthesizer
+from rdexpert.model import ModelConfig
+from rdexpert.synthesis import AnomalySynthesizer
+from rdexpert.training.recipe import CHOICES, LONG_SCHEDULE_CATEGORIES, PRE_RECIPE_SET, Recipe, get_recipe
 
 # Presets. `paper` is DESIGN.md §3.5. `cpu` was sized with bench/train_speed.py on a
 # 2-core machine (numbers in README "Training presets"): Lite0 keeps the paper's
@@ -53,7 +53,7 @@ class TrainConfig:
     foreground: str | None = None  # None: the recipe's per-category table (rdexpert.synthesis)
     layout: str = "auto"
     # "improved" (default) or "reference" (the authors' released code, step for step); recipe_set
-    # switches single choices of it, e.g. {"mask_resize": "direct"} (rdexpert.recipe)
+    # switches single choices of it, e.g. {"mask_resize": "direct"} (rdexpert.training.recipe)
     recipe: str = "improved"
     recipe_set: dict | None = None
     holdout_fraction: float | None = None  # None: the recipe's (0 for reference: it trains on every image)
@@ -67,10 +67,10 @@ class TrainConfig:
     # (bench/bn_gap.py) but beat it on every real test split of bench/robustness.py.
     # "frozen": BatchNorm kept on the expert's statistics (the teacher then barely moves).
     teacher_bn: str = "batch"
-    health_every: int | None = None  # iterations between health checks (rdexpert.health); None: iterations // 8
+    health_every: int | None = None  # iterations between health checks (rdexpert.training.health); None: iterations // 8
     health_draws: int = 2  # synthetic anomalies per held-out image in the health check
     # warm start: a checkpoint (folder or Hub reference) with the same backbone whose trained teacher and
-    # student weights replace the fresh ones before the first step (rdexpert.train.warm_start)
+    # student weights replace the fresh ones before the first step (rdexpert.training.loop.warm_start)
     init_from: str | None = None
 
     def __post_init__(self):

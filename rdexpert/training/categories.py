@@ -14,14 +14,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from . import distributed
-from .checkpoint import CheckpointInfo, load_checkpoint, read_config, record_metrics
-from .data import list_categories, list_samples
-from .evaluate import evaluate_split, measured_metrics, write_report
-from .io import atomic_write, read_json, write_json
-from .runtime import resolve_device
-from .train import train
-from .train_config import TrainConfig
+from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, read_config, record_metrics
+from rdexpert.checkpoint.io import atomic_write, read_json, write_json
+from rdexpert.data import list_categories, list_samples
+from rdexpert.evaluation.evaluate import evaluate_split, measured_metrics, write_report
+from rdexpert.runtime import resolve_device
+from rdexpert.training import distributed
+from rdexpert.training.config import TrainConfig
+from rdexpert.training.loop import train
 
 SUMMARY_METRICS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "aupro": "AUPRO"}
 

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import content_box, fit_image, load_image, pad_to_square
-from .metrics import roc_auc
-from .model.anomaly_map import pixel_cosine_distance
-from .runtime import autocast
-from .scoring import score_images
-from .synthesis import AnomalySynthesizer
+from rdexpert.data import content_box, fit_image, load_image, pad_to_square
+from rdexpert.evaluation.metrics import roc_auc
+from rdexpert.inference.scoring import score_images
+from rdexpert.model.anomaly_map import pixel_cosine_distance
+from rdexpert.runtime import autocast
+from rdexpert.synthesis import AnomalySynthesizer
 
 HEALTH_SEED = 20_250_101  # fixed: the same synthetic check set at every check of a run
 # How much pixel AUROC the trained teacher may lose to the expert on the check before the expert
@@ -237,7 +237,7 @@ def choose_reference(health: dict[str, float], margin: float = REFERENCE_MARGIN,
 
 def reference_for(health: dict[str, float], reference_switch: str = "health_check") -> tuple[str, str, str]:
     """(default reference, the check's verdict, why) for a trained teacher: the verdict of :func:`choose_reference`,
-    applied only when the recipe lets the check switch (``reference_switch``, rdexpert.recipe row 14); the released
+    applied only when the recipe lets the check switch (``reference_switch``, rdexpert.training.recipe row 14); the released
     code always keeps the teacher."""
     verdict, reason = choose_reference(health)
     if reference_switch == "health_check" or verdict == "teacher":

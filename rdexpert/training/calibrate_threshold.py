@@ -2,7 +2,7 @@
 
 Why this module exists: a handful of held-out normal images (5 for MPDD metal_plate) says little
 about where new normal scores end, but synthetic anomalies made on those same images say where
-defects begin; :meth:`rdexpert.calibration.Calibration.from_normal_and_synthetic` puts the threshold
+defects begin; :meth:`rdexpert.inference.calibration.Calibration.from_normal_and_synthetic` puts the threshold
 in the gap. Used at the end of training and by ``rdexpert calibrate``, which re-calibrates an
 existing checkpoint (e.g. one trained before this rule) in place.
 """
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .calibration import Calibration
-from .checkpoint import CheckpointInfo, load_checkpoint, training_split, update_config
-from .health import health_set_of
-from .model import ExpertTeacherStudent
-from .runtime import resolve_device
-from .scoring import sample_batches, score_images
-from .synthesis import AnomalySynthesizer
-from .train_config import TrainConfig
+from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, training_split, update_config
+from rdexpert.inference.calibration import Calibration
+from rdexpert.inference.scoring import sample_batches, score_images
+from rdexpert.model import ExpertTeacherStudent
+from rdexpert.runtime import resolve_device
+from rdexpert.synthesis import AnomalySynthesizer
+from rdexpert.training.config import TrainConfig
+from rdexpert.training.health import health_set_of
 
 CALIBRATION_SEED = 20_250_301  # fixed: re-calibrating the same checkpoint gives the same threshold
 MIN_SYNTHETIC = 40  # synthetic anomalies at least; few held-out images get more draws each

@@ -6,8 +6,8 @@ batched, and run on CUDA with autocast when present, on the CPU otherwise. The
 inference-time switches of DESIGN.md §3.4 (reference teacher/expert, GII gate
 gated/open/closed) are arguments of :meth:`Predictor.predict`: no reload.
 Decisions and normalised scores come from the checkpoint's calibration
-(:mod:`rdexpert.calibration`); whether an image looks like the trained product at
-all comes from its out-of-distribution check (:mod:`rdexpert.ood`), when it has one.
+(:mod:`rdexpert.inference.calibration`); whether an image looks like the trained product at
+all comes from its out-of-distribution check (:mod:`rdexpert.inference.ood`), when it has one.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .calibration import Calibration
-from .checkpoint import CheckpointError, load_checkpoint
-from .data import ImageLoadError, content_box, fit_image, image_to_tensor, list_images, load_image, to_rgb
-from .hub.resolve import hub_reference
-from .model import ExpertTeacherStudent
-from .onnx_backend import BACKENDS, OnnxRuntimeForward
-from .ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
-from .runtime import resolve_device
-from .scoring import content_scores, score_images
+from rdexpert.checkpoint.folder import CheckpointError, load_checkpoint
+from rdexpert.data import ImageLoadError, content_box, fit_image, image_to_tensor, list_images, load_image, to_rgb
+from rdexpert.hub.resolve import hub_reference
+from rdexpert.inference.calibration import Calibration
+from rdexpert.inference.onnx_backend import BACKENDS, OnnxRuntimeForward
+from rdexpert.inference.ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
+from rdexpert.inference.scoring import content_scores, score_images
+from rdexpert.model import ExpertTeacherStudent
+from rdexpert.runtime import resolve_device
 
 
 @dataclass
@@ -92,8 +92,8 @@ class Predictor:
     the checkpoint's normal-image threshold, "f1" the F1-optimal one stored by
     ``rdexpert test --save-metrics``, a number that raw score. Setting
     ``predictor.threshold`` later keeps the normalisation's lower anchor. ``ood``: the out-of-distribution
-    check (:func:`rdexpert.ood.load_ood`; :meth:`from_pretrained` loads the checkpoint's), None for none.
-    ``backend``: "torch", or "onnxruntime" (CPU only; :mod:`rdexpert.onnx_backend`: the same maps, faster on
+    check (:func:`rdexpert.inference.ood.load_ood`; :meth:`from_pretrained` loads the checkpoint's), None for none.
+    ``backend``: "torch", or "onnxruntime" (CPU only; :mod:`rdexpert.inference.onnx_backend`: the same maps, faster on
     CPU, after a one-off export cached on disk) for requests with the default switches.
     """
 
@@ -169,7 +169,7 @@ class Predictor:
         return self.model.config.image_size
 
     def normalize(self, score: float | np.ndarray) -> float | np.ndarray:
-        """Calibrated score in [0, 1]; the threshold maps to 0.5 (:mod:`rdexpert.calibration`)."""
+        """Calibrated score in [0, 1]; the threshold maps to 0.5 (:mod:`rdexpert.inference.calibration`)."""
         return self.calibration.normalize(score)
 
     def map_to_normalized(self, anomaly_map: np.ndarray) -> np.ndarray:

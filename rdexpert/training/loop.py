@@ -1,4 +1,4 @@
-"""The two-step training loop of RD with Expert (DESIGN.md §3.2); its settings are rdexpert.train_config.
+"""The two-step training loop of RD with Expert (DESIGN.md §3.2); its settings are rdexpert.training.config.
 
 Every iteration: (1) the teacher learns to stay on the frozen expert for normal
 content and to turn away from it inside synthetic defects; (2) with the teacher
@@ -6,7 +6,7 @@ frozen for the step, the student learns to rebuild clean teacher and expert
 features from both the clean and the defective image.
 
 Only normal training images are used. A small held-out part of them calibrates
-the normal score range at the end (and the out-of-distribution check, rdexpert.ood);
+the normal score range at the end (and the out-of-distribution check, rdexpert.inference.ood);
 the test split never reaches this module.
 """
 
@@ -26,24 +26,28 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .calibrate import calibrate
-from .checkpoint import save_checkpoint
-from . import distributed
-from .data import SyntheticAnomalyDataset, fit_image, load_image, train_and_holdout
-from .health import HEALTH_MAX_IMAGES, HealthSet, check_health, health_set_of, reference_for
-from .io import read_json, read_tensors, write_json, write_tensors
-from .losses import student_loss, teacher_loss
-from .model import ExpertTeacherStudent
-from .ood import fit_ood, save_ood
-from .recipe import Recipe, get_recipe
-from .runtime import autocast, resolve_device
-from .synthesis import AnomalySynthesizer, choose_foreground, foreground_method_for
-from .synthesis.foreground import AUTO_SAMPLE
-from .train_config import (  # noqa: F401  (re-exported: `from rdexpert.train import TrainConfig` keeps working)
-    MAX_BATCH_SIZE, MAX_ITERATIONS, PRESETS, RESUMABLE_CHANGES, TEACHER_BN_MODES, TrainConfig,
+from rdexpert.checkpoint.folder import save_checkpoint
+from rdexpert.checkpoint.io import read_json, read_tensors, write_json, write_tensors
+from rdexpert.data import SyntheticAnomalyDataset, fit_image, load_image, train_and_holdout
+from rdexpert.evaluation.plots import plot_loss_history
+from rdexpert.inference.ood import fit_ood, save_ood
+from rdexpert.model import ExpertTeacherStudent
+from rdexpert.runtime import autocast, resolve_device
+from rdexpert.synthesis import AnomalySynthesizer, choose_foreground, foreground_method_for
+from rdexpert.synthesis.foreground import AUTO_SAMPLE
+from rdexpert.training import distributed
+from rdexpert.training.calibrate_threshold import calibrate
+from rdexpert.training.config import (  # noqa: F401  (re-exported: `from rdexpert.training.loop import TrainConfig` keeps working)
+    MAX_BATCH_SIZE,
+    MAX_ITERATIONS,
+    PRESETS,
+    RESUMABLE_CHANGES,
+    TEACHER_BN_MODES,
+    TrainConfig,
 )
-from .viz import plot_loss_history
-
+from rdexpert.training.health import HEALTH_MAX_IMAGES, HealthSet, check_health, health_set_of, reference_for
+from rdexpert.training.losses import student_loss, teacher_loss
+from rdexpert.training.recipe import Recipe, get_recipe
 
 
 def _split(features: list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -93,7 +97,9 @@ def warm_start(model: ExpertTeacherStudent, source: str) -> dict:
     Every trainable tensor whose name and shape both models share is copied (an `rd` source has no
     trained teacher: the teacher then starts from the expert as usual). Returns what was copied.
     """
-    from .checkpoint import load_checkpoint  # the loading layer's full reader: local folders, Hub refs, fp16
+    from rdexpert.checkpoint.folder import (
+        load_checkpoint,  # the loading layer's full reader: local folders, Hub refs, fp16
+    )
 
     trained, config = load_checkpoint(source, pretrained_expert=False)
     if trained.config.backbone != model.config.backbone:
@@ -245,7 +251,7 @@ class Trainer:
         self.config = config
         self.out = Path(config.out)
         self.callback = callback  # called as callback(iteration, losses) after every step; may raise to cancel
-        self.on_health = on_health  # called with each health check's dict (rdexpert.health)
+        self.on_health = on_health  # called with each health check's dict (rdexpert.training.health)
         self.worker = distributed.Worker.from_env() if distributed_mode == "ddp" else distributed.Worker()
         self.parallel = self.worker.world_size > 1
         self.progress = progress and self.worker.is_main
@@ -396,7 +402,7 @@ class Trainer:
             self.worker.limit_cpu_threads()
         if self.worker.is_main:
             for stale in [*self.out.glob(".*.tmp"), *self.state_dir.glob(".*.tmp")]:
-                stale.unlink(missing_ok=True)  # half-written files of a run killed mid-save (rdexpert.io.atomic_write)
+                stale.unlink(missing_ok=True)  # half-written files of a run killed mid-save (rdexpert.checkpoint.io.atomic_write)
         self._barrier()
         torch.manual_seed(c.seed)
         np.random.seed(c.seed % 2**32)

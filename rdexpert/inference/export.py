@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointInfo
-from .io import atomic_write
-from .model import ExpertTeacherStudent
-from .ood import pooled_features
+from rdexpert.checkpoint.folder import CheckpointInfo
+from rdexpert.checkpoint.io import atomic_write
+from rdexpert.inference.ood import pooled_features
+from rdexpert.model import ExpertTeacherStudent
 
 OPSET = 18  # the dynamo exporter's lowest opset (it cannot convert Pad down to 17)
 def optional_module(name: str):
@@ -138,7 +138,7 @@ def export_onnx(
 
     ``exporter``: ``"auto"`` (dynamo, else TorchScript with a warning), ``"dynamo"`` or ``"torchscript"``;
     the one used is stored under the metadata key ``exporter``. ``opset`` defaults to :data:`OPSET`.
-    ``pooled_expert``: add the output :data:`POOLED` (B x D, :func:`rdexpert.ood.pooled_features` of the expert).
+    ``pooled_expert``: add the output :data:`POOLED` (B x D, :func:`rdexpert.inference.ood.pooled_features` of the expert).
     """
     onnx = optional_module("onnx")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .model.anomaly_map import pixel_cosine_distance
+from rdexpert.model.anomaly_map import pixel_cosine_distance
 
 Features = list[torch.Tensor]
 

@@ -1,6 +1,6 @@
 """The names a checkpoint folder's files carry and the error for a broken one (no torch, no rdexpert imports).
 
-Kept apart from :mod:`rdexpert.checkpoint` so that the Hub resolver, which
+Kept apart from :mod:`rdexpert.checkpoint.folder` so that the Hub resolver, which
 fetches checkpoint folders, needs nothing of the model to do it.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-OOD_NAME = "ood.safetensors"  # the out-of-distribution statistic (rdexpert.ood), when fitted
+OOD_NAME = "ood.safetensors"  # the out-of-distribution statistic (rdexpert.inference.ood), when fitted
 FORMAT = "rdexpert-checkpoint"
 FORMAT_VERSION = 1
 

@@ -1,0 +1,1 @@
+"""Evaluation: the metrics (AUROC, AUPRO, ...), scoring a labelled test split, reports and pictures."""

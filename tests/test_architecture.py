@@ -24,10 +24,10 @@ LAYERS = [
     ("model", ["model.*"]),
     ("loading", ["hub", "hub.resolve", "checkpoint.folder", "inference.scoring", "training.losses",
                  "training.health", "inference.ood"]),
-    ("workflows", ["inference.onnx_backend", "inference.predictor", "evaluation.evaluate",
+    ("workflows", ["checkpoint.pretrained", "evaluation.record", "hub.publish", "inference.onnx_backend", "inference.predictor", "evaluation.evaluate",
                    "training.calibrate_threshold", "training.config", "training.loop", "training.categories",
                    "inference.export"]),
-    ("interfaces", ["hub.publish", "cli", "__main__", "app.*"]),
+    ("interfaces", ["cli.*", "__main__", "app.*"]),
 ]
 
 

@@ -37,6 +37,7 @@ from rdexpert.checkpoint.io import read_json, read_tensors, write_json, write_te
 from rdexpert.data import train_and_holdout
 from rdexpert.hub.resolve import resolve_checkpoint
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
+from rdexpert.training.recipe import DEFAULT_SEED
 from rdexpert.model.backbones import FEATURE_STRIDES
 
 INPUT_CONVENTION = {
@@ -199,7 +200,7 @@ def training_split(config: dict, data_root: str | Path | None = None, category: 
                                 "training data)")
     layout = layout or dataset.get("layout") or training.get("layout", "auto")
     train, holdout = train_and_holdout(data_root, category, layout, float(training.get("holdout_fraction", 0.1)),
-                                       seed=int(training.get("seed", 111)))
+                                       seed=int(training.get("seed", DEFAULT_SEED)))
     if not train:
         raise ValueError(f"no normal training images for category {category!r} in {data_root}")
     return train, holdout
@@ -242,18 +243,21 @@ def load_checkpoint(
     ref: str | Path,
     pretrained_expert: bool | None = None,
     map_location: str | torch.device = "cpu",
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> tuple[ExpertTeacherStudent, dict]:
     """Rebuild the model from a checkpoint folder or a Hub reference ``ORG/NAME/CATEGORY[@REVISION]``.
 
     Every stored tensor must match the rebuilt model by name and shape, and the
     config's backbone facts must match the rebuilt backbone. ``pretrained_expert``
     None rebuilds the expert as it was trained (config ``backbone.pretrained``).
-    The returned config gains a ``source`` entry saying where it was read from.
+    The returned config gains a ``source`` entry saying where it was read from. ``token`` and ``cache_dir`` go
+    to huggingface_hub for a Hub reference. :class:`rdexpert.checkpoint.pretrained.Checkpoint` wraps the result.
     """
-    folder, source = resolve_checkpoint(ref)
+    folder, source = resolve_checkpoint(ref, cache_dir=cache_dir, token=token)
     config = read_config(folder)
     try:
-        model_config = ModelConfig(**config["model"])
+        model_config = ModelConfig.from_dict(config["model"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG_NAME}: invalid model section ({error})") from None
     weights_path = folder / WEIGHTS_NAME

@@ -176,12 +176,6 @@ def read_report_scores(out: str | Path) -> list[tuple[str, int, float]]:
     return found
 
 
-def measured_metrics(result: Evaluation, data_root, category: str | None) -> dict:
-    """What a checkpoint stores of a test run (``rdexpert test --save-metrics``): the split it was measured on, and the metrics."""
-    return {"split": "test", "dataset": Path(data_root).resolve().name, "category": category,
-            "images": len(result.scores), "defective": int(result.labels.sum()), **result.metrics}
-
-
 def evaluate_split(model, data_root, category, device="cpu", layout="auto", **kwargs) -> Evaluation:
     """Evaluate on the labelled test split of a dataset folder."""
     return evaluate(model, list_samples(data_root, category, "test", layout=layout), device=device, **kwargs)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rdexpert.checkpoint.folder import CheckpointError, load_checkpoint
+from rdexpert.checkpoint.folder import CheckpointError
+from rdexpert.checkpoint.pretrained import Checkpoint
 from rdexpert.data import ImageLoadError, content_box, fit_image, image_to_tensor, list_images, load_image, to_rgb
-from rdexpert.hub.resolve import hub_reference
 from rdexpert.inference.calibration import Calibration
 from rdexpert.inference.onnx_backend import BACKENDS, OnnxRuntimeForward
 from rdexpert.inference.ood import OutOfDistribution, expert_is_reference, expert_pooled, load_ood, pooled_features
@@ -105,11 +105,16 @@ class Predictor:
         threshold: str | float | None = None,
         ood: OutOfDistribution | None = None,
         backend: str = "torch",
+        *,
+        own_model: bool = False,
     ):
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.onnx = self._onnx_forward(model, backend, ood is not None)
-        # inference-only from here: BatchNorm folded, channels-last (ExpertTeacherStudent.prepare_for_inference)
-        self.model = model.to(self.device).prepare_for_inference()
+        # inference-only: BatchNorm folded, channels-last (ExpertTeacherStudent.prepare_for_inference), on a copy
+        # so that the caller's model can still be trained and saved; ``own_model``: the model is the Predictor's
+        # alone (from_pretrained), prepared in place without the copy
+        model = model.to(self.device)
+        self.model = model.prepare_for_inference() if own_model else model.prepared_copy()
         self.config = config
         self.ood = ood
         try:
@@ -135,7 +140,8 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, ref: str | Path, device: str = "auto", *, subfolder: str | None = None,
-                        revision: str | None = None, **kwargs) -> "Predictor":
+                        revision: str | None = None, token: str | None = None,
+                        cache_dir: str | Path | None = None, **kwargs) -> "Predictor":
         """Load a checkpoint folder or ``ORG/NAME/CATEGORY[@REVISION]``; as in huggingface_hub, the category and
         the revision may also be given apart: ``from_pretrained("ORG/NAME", subfolder="metal_plate", revision=SHA)``.
 
@@ -146,14 +152,15 @@ class Predictor:
         pretrained_expert = kwargs.pop("pretrained_expert", None)
         backend = kwargs.pop("backend", "torch")
         if kwargs:
-            raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: subfolder, revision, threshold, "
-                            "backend, pretrained_expert")
-        if subfolder is not None or revision is not None:
-            ref = hub_reference(str(ref), subfolder, revision)
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}; accepted: subfolder, revision, token, cache_dir, "
+                            "threshold, backend, pretrained_expert")
         device = resolve_device(device)
-        model, config = load_checkpoint(ref, pretrained_expert=pretrained_expert, map_location=device)
-        ood = load_ood(config["source"]["path"], config, dims=sum(model.expert.channels))
-        return cls(model, config, device, threshold, ood, backend)
+        checkpoint = Checkpoint.from_pretrained(ref, subfolder=subfolder, revision=revision, token=token,
+                                                cache_dir=cache_dir, map_location=device,
+                                                pretrained_expert=pretrained_expert)
+        model, config = checkpoint.model, checkpoint.config
+        ood = load_ood(checkpoint.folder, config, dims=sum(model.expert.channels))
+        return cls(model, config, device, threshold, ood, backend, own_model=True)
 
     # -- calibration ------------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ from rdexpert.model.decoder import Decoder
 from rdexpert.model.fusion import drop_unused_stages, fold_batch_norms
 from rdexpert.model.gii import GATES
 from rdexpert.model.ocbe import OCBE
+from rdexpert.training.recipe import IMPROVED, PRE_RECIPE_SET
 
 REFERENCES = ("teacher", "expert")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
@@ -58,15 +59,15 @@ class ModelConfig:
     # what the student is scored against when a caller does not say: "teacher", or "expert" when
     # the training health check found the trained teacher no better than the expert (rdexpert.training.health)
     default_reference: str = "teacher"
-    # scoring choices of the training recipe (rdexpert.training.recipe); these defaults are what checkpoints
-    # written before recipes existed were scored with
-    map_align_corners: bool = False
-    blur_border: str = "mirror"
-    precision: str = "bf16"  # "bf16": autocast on CUDA; "fp32": never
-    # how images are fitted to image_size x image_size (rdexpert.data.fit_image): "squash" (resized, the
-    # released code's way and every checkpoint's before this field) or "pad" (aspect ratio kept, padded;
-    # scores and metrics then look at the picture only, never at the padding)
-    input_fit: str = "squash"
+    # scoring choices of the training recipe (rdexpert.training.recipe): the defaults are the current recipe's, so
+    # ModelConfig() is the model `rdexpert train` builds; from_dict gives a checkpoint written before a field
+    # existed the choice it was scored with then (LEGACY_SCORING)
+    map_align_corners: bool = IMPROVED.map_align_corners
+    blur_border: str = IMPROVED.blur_border
+    precision: str = IMPROVED.precision  # "bf16": autocast on CUDA; "fp32": never
+    # how images are fitted to image_size x image_size (rdexpert.data.fit_image): "squash" (resized) or "pad"
+    # (aspect ratio kept, padded; scores and metrics then look at the picture only, never at the padding)
+    input_fit: str = IMPROVED.input_fit
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -89,6 +90,22 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, section: dict) -> "ModelConfig":
+        """A checkpoint's ``model`` section. A scoring field it lacks was not there when it was written, so it gets
+        the choice rdexpert scored with then (LEGACY_SCORING), not today's default; unknown keys are an error."""
+        if not isinstance(section, dict):
+            raise ValueError(f"the model section must be a JSON object, got {type(section).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - names)
+        if unknown:
+            raise ValueError(f"unknown model field(s) {unknown}; known: {sorted(names)}")
+        return cls(**{**LEGACY_SCORING, **section})
+
+
+# How a checkpoint written before the recipe's scoring fields existed was scored (rdexpert.training.recipe).
+LEGACY_SCORING = {name: PRE_RECIPE_SET[name] for name in ("map_align_corners", "blur_border", "precision", "input_fit")}
 
 
 @dataclass
@@ -210,6 +227,10 @@ class ExpertTeacherStudent(nn.Module):
         self.ocbe.to(memory_format=torch.contiguous_format)  # see OCBE.forward
         self.inference_only = True
         return self
+
+    def prepared_copy(self) -> "ExpertTeacherStudent":
+        """A copy prepared for inference (:meth:`prepare_for_inference`); this model stays trainable and savable."""
+        return self if self.inference_only else copy.deepcopy(self).prepare_for_inference()
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Teacher (if trained) and student weights; the expert is rebuilt from its pretrained source."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, training_split, update_config
+from rdexpert.checkpoint.folder import training_split, update_config
+from rdexpert.checkpoint.pretrained import Checkpoint
 from rdexpert.inference.calibration import Calibration
 from rdexpert.inference.scoring import sample_batches, score_images
 from rdexpert.model import ExpertTeacherStudent
@@ -53,8 +54,9 @@ def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, cat
     (same split: its stored holdout fraction and seed) and store it in its config.json. A stored F1
     threshold is kept. ``data_root`` / ``category`` / ``textures`` default to what the checkpoint recorded."""
     folder = Path(folder)
-    model, config = load_checkpoint(folder)
-    info = CheckpointInfo.from_config(config)
+    device_ = resolve_device(device)
+    checkpoint = Checkpoint.from_pretrained(folder, map_location=device_)
+    config, info = checkpoint.config, checkpoint.info
     training = config.get("training", {})
     train, holdout = training_split(config, data_root, category, layout)
     run = TrainConfig.from_dict(training)
@@ -62,8 +64,7 @@ def recalibrate_checkpoint(folder: str | Path, data_root: str | None = None, cat
     if textures and not Path(textures).is_dir():
         raise FileNotFoundError(f"texture folder {textures!r} (used in training) not found; pass --textures")
     synthesizer = run.synthesizer(training.get("foreground_method", "auto"), textures)
-    device_ = resolve_device(device)
-    model.to(device_).prepare_for_inference()  # as the Predictor runs it: faster, the same scores within rounding
+    model = checkpoint.prepared_model()  # as the Predictor runs it: faster, the same scores within rounding
     section = calibrate(model, holdout or train, model.config.image_size, device_, synthesizer,
                         source="held-out normal training images" if holdout else "the training images themselves: optimistic")
     if info.calibration.get("f1_threshold") is not None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, read_config, record_metrics
+from rdexpert.checkpoint.folder import read_config
 from rdexpert.checkpoint.io import atomic_write, read_json, write_json
+from rdexpert.checkpoint.pretrained import Checkpoint
 from rdexpert.data import list_categories, list_samples
-from rdexpert.evaluation.evaluate import evaluate_split, measured_metrics, write_report
+from rdexpert.evaluation.record import evaluate_checkpoint, split_record
 from rdexpert.runtime import resolve_device
 from rdexpert.training import distributed
 from rdexpert.training.config import TrainConfig
@@ -57,18 +58,16 @@ def has_test_split(config: TrainConfig) -> bool:
         return False
 
 
-def test_category(folder: Path, config: TrainConfig, device: str) -> dict:
+def evaluate_category(folder: Path, config: TrainConfig, device: str) -> dict:
     """Test a trained category on its test split, store the report in ``folder/test`` and the metrics in its config."""
     report = folder / "test" / "metrics.json"
     if report.is_file() and (folder / "test" / "scores.csv").is_file():
         return read_json(report)  # tested before an interruption; the checkpoint has not changed since
-    model, saved = load_checkpoint(folder, map_location=resolve_device(device))
-    info = CheckpointInfo.from_config(saved)
-    result = evaluate_split(model.prepare_for_inference(), config.data_root, config.category, device=device,
-                            layout=config.layout, progress=False)
-    write_report(result, folder / "test", f"{info.variant} ({config.category})", info.threshold)
-    record_metrics(folder, info.default_setting, measured_metrics(result, config.data_root, config.category),
-                   f1_threshold=result.metrics.get("f1_threshold"))
+    device = resolve_device(device)
+    checkpoint = Checkpoint.from_pretrained(folder, map_location=device)
+    samples = list_samples(config.data_root, config.category, "test", layout=config.layout)
+    result = evaluate_checkpoint(checkpoint, samples, device=device, report=folder / "test",
+                                 record=split_record(config.data_root, config.category))
     return result.metrics
 
 
@@ -93,7 +92,7 @@ def train_category(config: TrainConfig, worker: distributed.Worker, test: bool, 
     row.update(iterations=training.get("iterations_run"), train_seconds=training.get("train_seconds"),
                trained_by_rank=training.get("worker", {}).get("rank"))
     if test and has_test_split(config):
-        row["metrics"] = {k: v for k, v in test_category(folder, config, config.device).items() if k in SUMMARY_METRICS}
+        row["metrics"] = {k: v for k, v in evaluate_category(folder, config, config.device).items() if k in SUMMARY_METRICS}
     row["wall_seconds"] = round(time.perf_counter() - began, 1)
     return row
 

@@ -7,13 +7,23 @@ its stored config with the new one field by field.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
-from rdexpert.model import ModelConfig
+from rdexpert.model import VARIANTS, ModelConfig
 from rdexpert.synthesis import AnomalySynthesizer
-from rdexpert.training.recipe import CHOICES, LONG_SCHEDULE_CATEGORIES, PRE_RECIPE_SET, Recipe, get_recipe
+from rdexpert.synthesis.foreground import FOREGROUND_METHODS
+from rdexpert.training.recipe import (
+    CHOICES,
+    DEFAULT_RECIPE,
+    DEFAULT_SEED,
+    LONG_SCHEDULE_CATEGORIES,
+    PRE_RECIPE_SET,
+    RECIPES,
+    Recipe,
+    get_recipe,
+)
 
-# Presets. `paper` is DESIGN.md §3.5. `cpu` was sized with bench/train_speed.py on a
+# Presets. `paper` is docs/design.md §3.5. `cpu` was sized with bench/train_speed.py on a
 # 2-core machine (numbers in README "Training presets"): Lite0 keeps the paper's
 # 256 px input; the teacher's backward pass dominates the step, so batch 4 (not 8)
 # buys twice the iterations for the same minutes, and 800 iterations fit in the
@@ -30,48 +40,63 @@ PRESETS: dict[str, dict] = {
 
 TEACHER_BN_MODES = ("frozen", "batch")
 MAX_ITERATIONS, MAX_BATCH_SIZE = 10_000_000, 4096
+REQUIRED = object()  # a TrainConfig field without a default
+
+
+def setting(default, help: str, choices=None):
+    """A TrainConfig field with the help text (and allowed values) its command-line flag shows (rdexpert.cli);
+    ``default`` REQUIRED: the field must be given."""
+    metadata = {"help": help, "choices": choices}
+    return field(metadata=metadata) if default is REQUIRED else field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    """One training run. ``preset`` fills backbone, image size, batch and iterations unless given."""
+    """One training run. ``preset`` fills backbone, image size, batch and iterations unless given.
 
-    data_root: str
-    category: str | None
-    out: str
-    variant: str = "full"
-    preset: str = "cpu"
-    backbone: str | None = None
-    image_size: int | None = None
-    batch_size: int | None = None
-    iterations: int | None = None
-    student_lr: float = 0.005
-    teacher_lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    seed: int = 111
-    textures: str | None = None
-    foreground: str | None = None  # None: the recipe's per-category table (rdexpert.synthesis)
-    layout: str = "auto"
-    # "improved" (default) or "reference" (the authors' released code, step for step); recipe_set
-    # switches single choices of it, e.g. {"mask_resize": "direct"} (rdexpert.training.recipe)
-    recipe: str = "improved"
-    recipe_set: dict | None = None
-    holdout_fraction: float | None = None  # None: the recipe's (0 for reference: it trains on every image)
-    device: str = "auto"
-    num_workers: int | None = None
-    save_every: int = 100  # iterations between resume states ...
-    save_seconds: float = 60.0  # ... or seconds, whichever comes first (a killed run loses at most this)
-    pretrained: bool = True
-    # "batch" (default): the teacher's BatchNorm in training mode, as the authors' released code;
-    # its statistics adapt to the product, which makes the teacher start far from the expert
-    # (bench/bn_gap.py) but beat it on every real test split of bench/robustness.py.
-    # "frozen": BatchNorm kept on the expert's statistics (the teacher then barely moves).
-    teacher_bn: str = "batch"
-    health_every: int | None = None  # iterations between health checks (rdexpert.training.health); None: iterations // 8
-    health_draws: int = 2  # synthetic anomalies per held-out image in the health check
-    # warm start: a checkpoint (folder or Hub reference) with the same backbone whose trained teacher and
-    # student weights replace the fresh ones before the first step (rdexpert.training.loop.warm_start)
-    init_from: str | None = None
+    Every field is a ``rdexpert train`` flag (``--student-lr`` for ``student_lr``), built from the field's
+    type, default and help text, so the command line and the API cannot drift apart."""
+
+    data_root: str = setting(REQUIRED, "dataset root (MVTec-style, MVTec AD 2, VisA, anomalib Folder, or a plain folder)")
+    category: str | None = setting(REQUIRED, "category folder under the root (e.g. metal_plate); train also takes "
+                                   "'all' or a comma-separated list: one checkpoint per category in OUT/<category>")
+    out: str = setting(REQUIRED, "output folder")
+    variant: str = setting("full", "ablation variant (docs/design.md 3.4)", tuple(VARIANTS))
+    preset: str = setting("cpu", "; ".join(f"{k}: {v}" for k, v in PRESETS.items()), tuple(PRESETS))
+    backbone: str | None = setting(None, "any timm CNN with stride-4/8/16 features (default: the preset's)")
+    image_size: int | None = setting(None, "square input size in pixels, a multiple of 32 (default: the preset's)")
+    batch_size: int | None = setting(None, "images per step (default: the preset's)")
+    iterations: int | None = setting(None, "training steps (default: the preset's; twice that for the released "
+                                     "code's long categories)")
+    student_lr: float = setting(0.005, "Adam learning rate of the student (OCBE + decoder)")
+    teacher_lr: float = setting(1e-4, "Adam learning rate of the trained teacher")
+    betas: tuple[float, float] = setting((0.5, 0.999), "Adam betas of both optimizers")
+    seed: int = setting(DEFAULT_SEED, "random seed (the released code's)")
+    textures: str | None = setting(None, "folder of anomaly textures (e.g. DTD images/); default procedural")
+    foreground: str | None = setting(None, "foreground mask for synthetic defects; default: chosen per category "
+                                     "from its images (rdexpert.synthesis.foreground)", tuple(FOREGROUND_METHODS))
+    layout: str = setting("auto", "dataset layout (default: guessed)")
+    recipe: str = setting(DEFAULT_RECIPE, "reference: the authors' released training and scoring, step for step; "
+                          "improved (default): keeps the deviations measured better by bench/recipe.py (README "
+                          "'Reproducing the paper')", tuple(RECIPES))
+    recipe_set: dict | None = setting(None, f"switch one choice of the recipe, NAME=VALUE (repeatable); NAME one of "
+                                      f"{', '.join(CHOICES)}")
+    holdout_fraction: float | None = setting(None, "share of the normal training images held out for the threshold "
+                                             "and the health check (default: the recipe's)")
+    device: str = setting("auto", "auto, cpu, cuda, cuda:1 ...")
+    num_workers: int | None = setting(None, "data-loader worker processes (default: by the machine's cores)")
+    save_every: int = setting(100, "iterations between resume states ...")
+    save_seconds: float = setting(60.0, "... or seconds, whichever comes first (a killed run loses at most this)")
+    pretrained: bool = setting(True, "the expert's ImageNet weights (--no-pretrained: random; timing and tests only)")
+    teacher_bn: str = setting("batch", "batch: the teacher's BatchNorm in training mode, as the authors' released "
+                              "code (its statistics adapt to the product); frozen: BatchNorm keeps the expert's "
+                              "statistics (the teacher then barely moves)", TEACHER_BN_MODES)
+    health_every: int | None = setting(None, "iterations between health checks on held-out normal images + "
+                                       "synthetic defects (default: iterations // 8; 0: only at the end)")
+    health_draws: int = setting(2, "synthetic anomalies per held-out image in the health check")
+    init_from: str | None = setting(None, "warm start: begin from this checkpoint's trained teacher and student "
+                                    "(folder or Hub reference; same backbone) instead of the expert and a fresh "
+                                    "student (rdexpert.training.loop.warm_start)")
 
     def __post_init__(self):
         if self.preset not in PRESETS:

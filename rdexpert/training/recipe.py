@@ -89,6 +89,8 @@ IMPROVED = replace(REFERENCE, holdout_fraction=0.1, schedule="iterations", mask_
                    reference_switch="health_check")
 
 RECIPES = {"reference": REFERENCE, "improved": IMPROVED}
+DEFAULT_RECIPE = "improved"
+DEFAULT_SEED = 111  # the released code's seed
 
 # What rdexpert did before recipes existed (every second choice of CHOICES, except that it squashed images like
 # the released code): how a run whose config.json names no recipe was trained, so re-calibrating its checkpoint

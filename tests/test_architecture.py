@@ -19,13 +19,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rdexpert"
 LAYERS = [
     ("foundation", ["rdexpert", "runtime", "training", "inference", "evaluation", "checkpoint",
                     "training.distributed", "training.recipe", "checkpoint.io", "checkpoint.format",
-                    "evaluation.metrics", "inference.calibration", "model.backbones", "synthesis.*", "data.images"]),
-    ("data", ["data", "data.layouts", "data.datasets", "evaluation.plots"]),
+                    "evaluation.metrics", "inference.calibration", "model.backbones", "synthesis.*", "data.images.*"]),
+    ("data", ["data", "data.layouts.*", "data.datasets", "evaluation.plots"]),
     ("model", ["model.*"]),
     ("loading", ["hub", "hub.resolve", "checkpoint.folder", "inference.scoring", "training.losses",
                  "training.health", "inference.ood"]),
     ("workflows", ["checkpoint.pretrained", "evaluation.record", "hub.publish", "inference.onnx_backend", "inference.predictor", "evaluation.evaluate",
-                   "training.calibrate_threshold", "training.config", "training.loop", "training.categories",
+                   "training.calibrate_threshold", "training.config", "training.step", "training.loop", "training.categories",
                    "inference.export"]),
     ("interfaces", ["cli.*", "__main__", "app.*"]),
 ]

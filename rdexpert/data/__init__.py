@@ -3,10 +3,12 @@
 The package is split by role; every public name is re-exported here, so
 ``from rdexpert.data import X`` works for all of them (each module's ``__all__``):
 
-* :mod:`.images`: decoding image/mask files and arrays, resizing, conversion to
-  tensors (what inference needs);
-* :mod:`.layouts`: listing the samples of MVTec-style, VisA and plain-folder
-  datasets, and the holdout split (no torch);
+* :mod:`.images`: reading image/mask files and arrays, fitting them to the square
+  input, conversion to tensors (what inference needs): ``files``, ``decode``,
+  ``masks``, ``fit``, ``tensors``;
+* :mod:`.layouts`: listing the samples of MVTec-style, MVTec AD 2, VisA, plain-folder
+  and anomalib Folder datasets, and the holdout split (no torch ``Dataset``):
+  ``samples``, ``mvtec``, ``visa``, ``folder``, ``anomalib``, ``holdout``, ``listing``;
 * :mod:`.datasets`: the torch ``Dataset``s for evaluation and training.
 """
 from rdexpert.data import datasets, images, layouts

@@ -2,10 +2,10 @@
 
 Why this module exists: it is the only part of :mod:`rdexpert.data` that needs
 ``torch.utils.data``; it joins the sample lists of :mod:`.layouts` with the
-decoding of :mod:`.images`.  Both datasets share :class:`_CachedDataset`, the
+decoding and fitting of :mod:`.images`.  Both datasets share :class:`_CachedDataset`, the
 one place that keeps decoded, resized images in memory per index and preloads
 them.  Images are fitted to the square input as the model was trained
-(``fit``: "squash" or "pad", :func:`.images.fit_image`); items carry the
+(``fit``: "squash" or "pad", :func:`.images.fit.fit_image`); items carry the
 picture's content ``box`` so that scores and pixel metrics skip the padding.
 """
 from __future__ import annotations
@@ -17,19 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rdexpert.data.images import (
-    ContentBox,
-    _check_fit,
-    content_box,
-    fit_image,
-    fit_mask,
-    image_to_tensor,
-    load_image,
-    load_mask,
-    mask_to_tensor,
-    pad_to_square,
-)
-from rdexpert.data.layouts import Sample
+from rdexpert.data.images.decode import load_image
+from rdexpert.data.images.fit import ContentBox, _check_fit, content_box, fit_image, fit_mask, pad_to_square
+from rdexpert.data.images.masks import load_mask
+from rdexpert.data.images.tensors import image_to_tensor, mask_to_tensor
+from rdexpert.data.layouts.samples import Sample
 
 __all__ = ["ImageDataset", "SyntheticAnomalyDataset"]
 
@@ -134,7 +126,7 @@ class SyntheticAnomalyDataset(_CachedDataset):
     non-empty), path=str, box=int64 (top, left, height, width))``.
 
     ``fit="pad"``: the anomaly is made on the picture at model scale (the box's ``height x width``), and
-    then clean image, anomaly and mask are padded like :func:`.images.fit_image` (mask with 0), so that
+    then clean image, anomaly and mask are padded like :func:`.images.fit.fit_image` (mask with 0), so that
     no synthetic defect ever lies in the padding and the padding of an image with a defect at its border
     repeats that defect, as a real one's would.
 

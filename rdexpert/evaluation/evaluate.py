@@ -72,7 +72,7 @@ def evaluate(
     gate: str = "gated",
     progress: bool = True,
 ) -> Evaluation:
-    """Run the model over ``samples`` and compute every metric of DESIGN.md §4, on each picture's content only."""
+    """Run the model over ``samples`` and compute every metric of docs/design.md §4, on each picture's content only."""
     device = torch.device(device)
     model = model.to(device).eval()
     size, fit = model.config.image_size, model.config.input_fit

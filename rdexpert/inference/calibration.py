@@ -60,7 +60,7 @@ import numpy as np
 
 QUANTILE = 0.99
 MARGIN = 0.25
-# a synthetic miss rate from which summary() warns in plain words that many real defects will pass (issue 19:
+# a synthetic miss rate from which summary() warns in plain words that many real defects will pass (measured:
 # tire's calibration estimated 22 of 42 missed, and the test split missed 87 of 87 at that threshold)
 HIGH_MISS_RATE = 0.5
 SYNTHETIC_QUANTILE = 0.05  # synthetic anomalies fainter than this are not allowed to pull the threshold down

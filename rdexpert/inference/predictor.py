@@ -3,7 +3,7 @@
 Images are read and fitted to the square input exactly as in training and testing (``rdexpert.data``:
 squashed, or padded with their aspect ratio kept, as the checkpoint's ``input_fit`` says),
 batched, and run on CUDA with autocast when present, on the CPU otherwise. The
-inference-time switches of DESIGN.md §3.4 (reference teacher/expert, GII gate
+inference-time switches of docs/design.md §3.4 (reference teacher/expert, GII gate
 gated/open/closed) are arguments of :meth:`Predictor.predict`: no reload.
 Decisions and normalised scores come from the checkpoint's calibration
 (:mod:`rdexpert.inference.calibration`); whether an image looks like the trained product at
@@ -223,7 +223,7 @@ class Predictor:
 
         A folder means every image inside it, subfolders included. ``reference``: "teacher" or "expert"
         (None: the checkpoint's default, see ``default_reference``); ``gate``: "gated", "open" or "closed"
-        (DESIGN.md §3.4).
+        (docs/design.md §3.4).
 
         ``skipped``: for a folder or list, pass a list to go on past image files that cannot be read
         (corrupt, truncated, vanished): each is left out of the result and appended to ``skipped`` as

@@ -58,7 +58,7 @@ def score_images(
     """Score each batch: a (B, 3, S, S) tensor in [0, 1], or a dict holding one under ``"image"`` (and, for padded
     pictures, their content boxes under ``"box"``, as ``ImageDataset`` batches do: the score looks there only).
 
-    ``reference`` and ``gate`` are the inference-time switches of DESIGN.md §3.4;
+    ``reference`` and ``gate`` are the inference-time switches of docs/design.md §3.4;
     ``scales=True`` also returns the per-scale maps; ``pool_reference`` (e.g. :func:`rdexpert.inference.ood.pooled_features`)
     reduces the reference features of the same forward to one vector per image.
     """

@@ -29,7 +29,7 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass(frozen=True)
 class Variant:
-    """What one ablation variant trains (DESIGN.md §3.4)."""
+    """What one ablation variant trains (docs/design.md §3.4)."""
 
     train_teacher: bool  # teacher trained against the frozen expert, else teacher = expert
     expert_targets: bool  # student also distilled from the expert's features

@@ -15,7 +15,7 @@ GATES = ("gated", "open", "closed")
 
 
 class GuidedInjection(nn.Module):
-    """GII at one decoder scale k (DESIGN.md §3.3).
+    """GII at one decoder scale k (docs/design.md §3.3).
 
     ``F_k = fuse(T_k + down(T_{k-1}))`` gathers teacher detail; the per-pixel cosine
     ``s = cos(S_k, T_k)`` (detached) gates it: ``I = cbr(F_k * s + S_k * (1 - s))``

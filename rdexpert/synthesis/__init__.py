@@ -1,7 +1,7 @@
 """DRAEM-style synthetic anomalies: Perlin-noise masks filled with a texture.
 
 Every training image ``x`` gets an augmented twin ``x_aug`` and a binary mask
-``M`` (DESIGN.md §3.1)::
+``M`` (docs/design.md §3.1)::
 
     x_aug = x * (1 - M) + (1 - beta) * tex * M + beta * x * M,   beta ~ U(0, 0.8)
 

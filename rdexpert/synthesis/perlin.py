@@ -1,7 +1,7 @@
 """Perlin noise and the binary anomaly masks made from it.
 
 Why this module exists: the *where* of a synthetic anomaly (the mask ``M`` of
-DESIGN.md §3.1) is independent of the *what* (the texture) and of how the
+docs/design.md §3.1) is independent of the *what* (the texture) and of how the
 object's foreground is found; this module only draws masks, given an optional
 foreground mask, from the ``numpy.random.Generator`` passed in.
 """

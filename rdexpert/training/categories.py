@@ -17,7 +17,7 @@ from pathlib import Path
 from rdexpert.checkpoint.folder import read_config
 from rdexpert.checkpoint.io import atomic_write, read_json, write_json
 from rdexpert.checkpoint.pretrained import Checkpoint
-from rdexpert.data import list_categories, list_samples
+from rdexpert.data import list_dataset_categories, list_samples
 from rdexpert.evaluation.record import evaluate_checkpoint, split_record
 from rdexpert.runtime import resolve_device
 from rdexpert.training import distributed
@@ -30,14 +30,14 @@ SUMMARY_METRICS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "aupro": 
 def parse_categories(spec: str, data_root: str | Path) -> list[str]:
     """``all`` (every category folder of the root) or a comma-separated list, in the order given."""
     if spec.strip() == "all":
-        return list_categories(data_root)
+        return list_dataset_categories(data_root)
     names = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
     if not names:
         raise ValueError(f"--category {spec!r} names no category")
     missing = [name for name in names if not (Path(data_root) / name).is_dir()]
     if missing:
         raise FileNotFoundError(f"categories not found in '{data_root}': {', '.join(missing)}; "
-                                f"found there: {', '.join(list_categories(data_root))}")
+                                f"found there: {', '.join(list_dataset_categories(data_root))}")
     return names
 
 

@@ -103,7 +103,7 @@ class TrainConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         recipe = self.resolved_recipe()
         if self.iterations is None and self.category in LONG_SCHEDULE_CATEGORIES:
-            # the released code's 10000 instead of 5000, in both recipes (issue 24: the long categories need it
+            # the released code's 10000 instead of 5000, in both recipes (the long categories need it
             # whichever way the iterations are counted)
             self.iterations = 2 * PRESETS[self.preset]["iterations"]
         for key, value in PRESETS[self.preset].items():
@@ -153,7 +153,7 @@ class TrainConfig:
         if "recipe" not in data:
             known.update(recipe="reference", recipe_set=PRE_RECIPE_SET)
         elif isinstance(data.get("recipe_choices"), dict):  # a checkpoint's record: every choice as it trained,
-            # even where the named recipe has changed since (e.g. issue 19's never-empty masks)
+            # even where the named recipe has changed since (e.g. the never-empty masks of row 9)
             choices = {k: v for k, v in data["recipe_choices"].items() if k in CHOICES}
             known["recipe_set"] = {**choices, **(known.get("recipe_set") or {})}
         return cls(**known)

@@ -4,7 +4,7 @@ RD with Expert trains the teacher away from the frozen expert inside synthetic
 defects and keeps it on the expert elsewhere. Nothing in the losses says the
 trained teacher stays a *better* reference than the expert on normal images of
 a new product; when it drifts, the student disagrees with it everywhere and the
-model fails (issue 13). This check measures that during training, on data the
+model fails (README "The teacher's health"). This check measures that during training, on data the
 method already has and never on the test split:
 
 * the held-out *normal training* images (clean), and
@@ -50,7 +50,7 @@ HEALTH_SEED = 20_250_101  # fixed: the same synthetic check set at every check o
 REFERENCE_MARGIN = 0.02
 FAINT_BETA = (0.7, 0.9)  # the faint group's blends: x*(1-M) + (1-beta)*tex*M + beta*x*M keeps 70-90 % of x
 FAINT_EXTENT = 0.08  # ... within 8 % of the picture's shorter side from one point (at most ~2 % of its area)
-# How much pixel AUROC the teacher may lose on the faint anomalies (validated in bench/categories.py, issue 19)
+# How much pixel AUROC the teacher may lose on the faint anomalies (validated in bench/categories.py)
 FAINT_MARGIN = 0.01
 HEALTH_MAX_IMAGES = 16  # held-out images used by the check (cost: 4 forwards of images x (1 + draws))
 
@@ -219,7 +219,7 @@ def choose_reference(health: dict[str, float], margin: float = REFERENCE_MARGIN,
 
     The trained teacher stays the reference unless it loses to the frozen expert on the usual synthetic
     anomalies by more than ``margin`` or on the faint ones by more than ``faint_margin`` (pixel AUROC): a
-    teacher whose features turned noisy on normal content hides faint defects first (issue 19)."""
+    teacher whose features turned noisy on normal content hides faint defects first (README "Every product")."""
     teacher, expert = health["separation_teacher"], health["separation_expert"]
     faint_t, faint_e = health.get("faint_separation_teacher"), health.get("faint_separation_expert")
     text = f"pixel AUROC teacher {teacher:.3f} vs expert {expert:.3f}"

@@ -1,4 +1,4 @@
-"""The two-step training loop of RD with Expert (DESIGN.md §3.2); its settings are rdexpert.training.config.
+"""The two-step training loop of RD with Expert (docs/design.md §3.2); its settings are rdexpert.training.config.
 
 Every iteration: (1) the teacher learns to stay on the frozen expert for normal
 content and to turn away from it inside synthetic defects; (2) with the teacher

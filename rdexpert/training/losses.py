@@ -1,4 +1,4 @@
-"""The two losses of RD with Expert (DESIGN.md §3.2), written as sums over the three scales."""
+"""The two losses of RD with Expert (docs/design.md §3.2), written as sums over the three scales."""
 
 from __future__ import annotations
 

@@ -37,8 +37,8 @@ LONG_SCHEDULE_CATEGORIES = frozenset({
 
 @dataclass(frozen=True)
 class Recipe:
-    """Every choice around the network where the released code and rdexpert can differ (issue 8's rows 1–12; 13 from
-    issue 9; 14 from issue 24)."""
+    """Every choice around the network where the released code and rdexpert can differ (rows 1–14 of the recipe
+    table, docs/design.md)."""
 
     map_align_corners: bool  # 1: bilinear upsampling of the per-scale maps with align_corners
     blur_border: str  # 2: Gaussian blur border; "reflect" = scipy's default (edge sample repeated), "mirror" = not
@@ -78,13 +78,13 @@ REFERENCE = Recipe(**{name: values[0] for name, values in CHOICES.items()})
 # exact iterations with full batches (row 7: +0.7 P-AUROC, +1.9 AUPRO) and 10 % of the normal images held out
 # (row 6: +0.7 P-AUROC, +2.1 AUPRO; needed for calibration anyway). Every other choice follows the released
 # code, including rows 10-12, which cannot be measured here (no MVTec AD, no WideResNet weights, no GPU).
-# Row 13 squashes, as the released code (issue 19). Issue 9 made `pad` the default unmeasured (MPDD and MVTec AD are
+# Row 13 squashes, as the released code. An earlier version made `pad` the default unmeasured (MPDD and MVTec AD are
 # square: the two give the same input bit for bit); the first non-square development product, MVTec 3D-AD tire
 # (3:4), measured `pad` worse for rd and for full (README "Every product": padding spends a quarter of the input on
 # edge-filled background). `--recipe-set input_fit=pad` keeps a part's shape where that matters more.
-# Row 9 (issue 19): the released rule keeps an empty first draw, and with a tight foreground most draws are empty
+# Row 9: the released rule keeps an empty first draw, and with a tight foreground most draws are empty
 # (a defect-free "anomaly" the teacher is told to find); "reflect" redraws until the mask is not empty.
-# Row 14 (issues 13, 19): the safeguard that scores against the frozen expert when the trained teacher fails its check.
+# Row 14: the safeguard that scores against the frozen expert when the trained teacher fails its check.
 IMPROVED = replace(REFERENCE, holdout_fraction=0.1, schedule="iterations", mask_rotation="reflect",
                    reference_switch="health_check")
 

@@ -68,7 +68,7 @@ def flagged(scores: np.ndarray, factor: float) -> float:
 
 def pooled(predictor: Predictor, paths: list[Path]) -> torch.Tensor:
     size = predictor.image_size
-    return torch.cat([expert_pooled(predictor.model, torch.stack([image_to_tensor(load_image(p), size) for p in
+    return torch.cat([expert_pooled(predictor.model, torch.stack([image_to_tensor(load_image(p), size, predictor.model.config.input_fit) for p in
                                                                   paths[i:i + 16]]), predictor.device)
                       for i in range(0, len(paths), 16)])
 

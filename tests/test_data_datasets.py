@@ -33,7 +33,7 @@ class FakeSynth:
 def test_mpdd_image_dataset_item(mpdd_root):
     test = list_samples(mpdd_root, "metal_plate", "test")
     bad = next(s for s in test if s.label == 1)
-    item = ImageDataset([bad], 64)[0]
+    item = ImageDataset([bad], 64, fit="squash")[0]
     assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.float32
     assert item["mask"].shape == (1, 64, 64) and item["mask"].max() == 1
     assert item["label"] == 1 and item["path"] == str(bad.path)
@@ -47,7 +47,7 @@ def _normal_samples(tmp_path, n=4, h=20, w=30):
 def test_image_dataset_shapes(tmp_path):
     samples = _normal_samples(tmp_path, 2)
     samples.append(Sample(save_image(tmp_path / "d.png", rgb_array(20, 30)), 1, save_image(tmp_path / "dm.png", box_mask(20, 30)), "x"))
-    ds = ImageDataset(samples, 16)
+    ds = ImageDataset(samples, 16, fit="squash")
     assert len(ds) == 3
     for i in range(3):
         it = ds[i]
@@ -68,7 +68,7 @@ def test_synthetic_dataset_determinism(tmp_path):
         fg_calls.append(1)
         return np.ones(img.shape[:2], bool)
 
-    ds = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=5, foreground_method=fg)
+    ds = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=5, foreground_method=fg, fit="squash")
     a = ds[1]
     assert set(a) >= {"image", "augmented", "mask", "path"}
     assert a["image"].shape == a["augmented"].shape == (3, 16, 16)
@@ -86,16 +86,16 @@ def test_synthetic_dataset_determinism(tmp_path):
     ds.set_epoch(0)
     assert torch.equal(a["augmented"], ds[1]["augmented"])
 
-    ds2 = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=5, foreground_method=False)
+    ds2 = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=5, foreground_method=False, fit="squash")
     assert torch.equal(ds2[1]["augmented"], a["augmented"])
     assert ds2.synthesizer.foregrounds == [None]
-    ds3 = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=6, foreground_method=False)
+    ds3 = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=6, foreground_method=False, fit="squash")
     assert not torch.equal(ds3[1]["augmented"], a["augmented"])
 
 
 def test_synthetic_dataset_epoch_reaches_persistent_workers(tmp_path):
     samples = _normal_samples(tmp_path, 2)
-    ds = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=0, foreground_method=False)
+    ds = SyntheticAnomalyDataset(samples, 16, FakeSynth(), seed=0, foreground_method=False, fit="squash")
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=1, persistent_workers=True)
     ds.set_epoch(0)
     e0 = next(iter(loader))["augmented"]

@@ -212,7 +212,7 @@ def test_datasets_pad_images_masks_and_synthetic_anomalies(tiny_data):
     image, mask = item["image"], item["mask"][0]
     assert torch.equal(image[:, :6], image[:, 6:7].expand(-1, 6, -1))  # edge fill
     assert mask[:6].sum() == 0 and mask[58:].sum() == 0 and mask.sum() > 0  # the defect, never the padding
-    assert ImageDataset(test, 64)[defect]["box"].tolist() == [0, 0, 64, 64]  # squash: the whole square
+    assert ImageDataset(test, 64, fit="squash")[defect]["box"].tolist() == [0, 0, 64, 64]  # squash: the whole square
 
     train = list_samples(tiny_data, CATEGORY, "train")
     synthetic = SyntheticAnomalyDataset(train, 64, AnomalySynthesizer(foreground="none"), seed=3, fit="pad")

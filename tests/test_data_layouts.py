@@ -102,7 +102,7 @@ def test_loco_layout(tmp_path):
     test = mvtec_samples(tmp_path, "juice_bottle", "test")
     bad = [s for s in test if s.label == 1]
     assert len(bad) == 1 and bad[0].mask_path.is_dir()
-    item = ImageDataset(bad, 12)[0]
+    item = ImageDataset(bad, 12, fit="squash")[0]
     assert item["mask"].sum() > 0 and item["label"] == 1
 
 
@@ -165,7 +165,7 @@ def test_folder_samples(tmp_path):
     assert [x.label for x in s] == [0, 0, 0, 1, 1, 1]
     masks = {x.path.stem: x.mask_path for x in s if x.label}
     assert masks["d0"].name == "d0.png" and masks["d1"].name == "d1_mask.png" and masks["d2"] is None
-    item = ImageDataset(s, 8)[5]
+    item = ImageDataset(s, 8, fit="squash")[5]
     assert item["label"] == 1 and item["has_mask"] is False and item["mask"].sum() == 0
     assert detect_layout(tmp_path, "normal") == "folder"
     assert len(list_samples(tmp_path, "normal", "train")) == 3
@@ -267,7 +267,7 @@ def test_anomalib_folder_normal_test_dir_flat_masks_and_no_masks(folder_root):
     # no mask folder: defective images count for image-level metrics only
     unmasked = AnomalibFolder(str(folder_root / "good"), "rust").samples(folder_root, "test")  # absolute works too
     assert [s.mask_path for s in unmasked if s.label] == [None] * 3
-    item = ImageDataset(unmasked, 16)[len(unmasked) - 1]
+    item = ImageDataset(unmasked, 16, fit="squash")[len(unmasked) - 1]
     assert item["label"] == 1 and item["has_mask"] is False
 
 

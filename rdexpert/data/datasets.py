@@ -37,7 +37,7 @@ class _CachedDataset(Dataset):
     in the main process, and forked workers inherit it.
     """
 
-    def __init__(self, samples: Sequence[Sample], image_size: int, cache: bool = True, fit: str = "squash"):
+    def __init__(self, samples: Sequence[Sample], image_size: int, cache: bool = True, *, fit: str):
         _check_fit(fit)
         self.samples = list(samples)
         self.image_size = int(image_size)
@@ -161,7 +161,8 @@ class SyntheticAnomalyDataset(_CachedDataset):
         synthesizer: Callable | None = None,
         seed: int = 0,
         foreground_method: str | Callable | None | bool = None,
-        fit: str = "squash",
+        *,
+        fit: str,
     ):
         samples = list(samples)
         if not samples:

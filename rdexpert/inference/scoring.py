@@ -29,7 +29,7 @@ class ScoredBatch:
     pooled_reference: np.ndarray | None = None  # (B, D) ``pool_reference`` of the reference features, when asked for
 
 
-def sample_batches(samples: list, image_size: int, batch_size: int = 8, fit: str = "squash") -> DataLoader:
+def sample_batches(samples: list, image_size: int, batch_size: int = 8, *, fit: str) -> DataLoader:
     """Labelled samples as fitted batches (``ImageDataset``; ``fit``: the model's ``input_fit``), in order."""
     return DataLoader(ImageDataset(samples, image_size, fit=fit), batch_size=batch_size)
 

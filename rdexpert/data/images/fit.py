@@ -77,7 +77,7 @@ class ContentBox(NamedTuple):
         return array[self.top : self.top + self.height, self.left : self.left + self.width]
 
 
-def content_box(height: int, width: int, size: int, fit: str = "squash") -> ContentBox:
+def content_box(height: int, width: int, size: int, fit: str) -> ContentBox:
     """Where an ``height x width`` image lies once fitted to ``size x size``.
 
     "pad": the longer side becomes ``size``, the shorter one ``round(side * size / longer)`` (at least 1),
@@ -113,7 +113,7 @@ def pad_to_square(content: np.ndarray, size: int, fill: str = "edge") -> np.ndar
     return np.pad(content, widths, mode="edge" if fill == "edge" else "constant")
 
 
-def fit_image(image: np.ndarray, size: int, fit: str = "squash", padded: bool = True) -> np.ndarray:
+def fit_image(image: np.ndarray, size: int, fit: str, padded: bool = True) -> np.ndarray:
     """An ``H x W x 3`` uint8 image as the network takes it, ``size x size`` (see :func:`content_box`).
 
     "squash" is :func:`resize_image`; "pad" keeps the aspect ratio and edge-fills the rest
@@ -126,7 +126,7 @@ def fit_image(image: np.ndarray, size: int, fit: str = "squash", padded: bool = 
     return pad_to_square(content, int(size)) if padded else content
 
 
-def fit_mask(mask: np.ndarray, size: int, fit: str = "squash", box: ContentBox | None = None) -> np.ndarray:
+def fit_mask(mask: np.ndarray, size: int, fit: str, box: ContentBox | None = None) -> np.ndarray:
     """An ``H x W`` mask fitted like its image (:func:`fit_image`): ``size x size`` bool, padding False.
 
     ``box``: its image's content box, so that a mask stored at another resolution lands on the same pixels

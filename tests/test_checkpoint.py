@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import CATEGORY, SIZE
+from helpers import CATEGORY, SIZE
 
 from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, read_config
 

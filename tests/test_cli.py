@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CATEGORY, REPO, SHA, SIZE, put_in_cache
+from helpers import CATEGORY, REPO, SHA, SIZE, put_in_cache
 from PIL import Image
 
 from rdexpert.checkpoint.folder import CheckpointInfo, read_config
-from rdexpert.checkpoint.io import check_writable
 from rdexpert.cli import main
 from rdexpert.inference.predictor import Predictor
 
@@ -128,17 +127,6 @@ def test_unwritable_out_is_refused_in_one_line_before_any_compute(tiny_checkpoin
     monkeypatch.setenv("RDEXPERT_DEBUG", "1")
     assert main(commands["predict"]) == 2
     assert "Traceback" in capsys.readouterr().err
-
-
-def test_out_folder_without_free_room_is_refused_and_nothing_is_left_behind(tmp_path):
-    folder = tmp_path / "new" / "deeper"
-    assert check_writable(folder) == folder and folder.is_dir() is False  # probed, then tidied away
-    with pytest.raises(OSError, match=r"has only \d+ MiB free, at least \d+ MiB are needed"):
-        check_writable(folder, min_free=2**62)
-    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
-    (tmp_path / "kept").mkdir()
-    check_writable(tmp_path / "kept")
-    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []  # probe file deleted
 
 
 # -- predict: subfolders, unreadable files, names that are not UTF-8 ----------------------------------

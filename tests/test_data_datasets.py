@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from conftest import box_mask, rgb_array, save_image
+from helpers import box_mask, rgb_array, save_image
 
 from rdexpert.data.datasets import ImageDataset, SyntheticAnomalyDataset
 from rdexpert.data.layouts import Sample, list_samples

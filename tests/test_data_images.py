@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CATEGORY, box_mask, rgb_array, save_image
+from helpers import CATEGORY, box_mask, rgb_array, save_image
 from PIL import Image
 
 from rdexpert.data import ImageDataset, SyntheticAnomalyDataset, list_samples

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import box_mask, rgb_array, save_image
+from helpers import box_mask, rgb_array, save_image
 
 from rdexpert.checkpoint.folder import read_config
 from rdexpert.cli import main

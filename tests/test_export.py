@@ -10,7 +10,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from conftest import CATEGORY, SIZE
+from helpers import CATEGORY, SIZE
 from torchvision.transforms.v2.functional import gaussian_blur as torchvision_blur
 
 from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TIRE, needs_tire, training_pictures
+from helpers import TIRE, needs_tire, training_pictures
 
 from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, read_config
 from rdexpert.data import list_samples, load_image, resize_image, split_holdout

@@ -15,7 +15,7 @@ from pathlib import Path
 import huggingface_hub
 import numpy as np
 import pytest
-from conftest import CATEGORY, REPO, SHA, put_in_cache
+from helpers import CATEGORY, REPO, SHA, put_in_cache
 from huggingface_hub import ModelCard, metadata_load
 
 from rdexpert.app.registry import Registry

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import CATEGORY, SIZE
+from helpers import CATEGORY, SIZE, with_input_fit
 from PIL import Image
 
-from rdexpert.checkpoint.folder import load_checkpoint
-from rdexpert.data import ContentBox, ImageLoadError, content_box, fit_image, image_to_tensor, list_samples, load_image
-from rdexpert.evaluation.evaluate import content_stack, evaluate
-from rdexpert.evaluation.metrics import compute_metrics
+from rdexpert.data import ContentBox, ImageLoadError, content_box, fit_image, image_to_tensor, load_image
 from rdexpert.inference.predictor import Prediction, Predictor, to_rgb
 from rdexpert.model import ModelConfig
 
@@ -162,19 +158,12 @@ def test_unreadable_files_can_be_skipped_in_a_folder_but_not_for_one_image(predi
         predictor.predict(broken, skipped=[])  # a single image always raises
 
 
-def _with_fit(checkpoint, fit: str) -> Predictor:
-    """The checkpoint's model and calibration, scored with the given ``input_fit``."""
-    model, config = load_checkpoint(checkpoint, map_location="cpu")
-    model.config = replace(model.config, input_fit=fit)
-    return Predictor(model, config, "cpu")
-
-
 def test_a_padded_model_keeps_the_aspect_ratio_and_never_scores_the_padding(tiny_checkpoint, mpdd_root):
     """A 300 x 180 (W x H) crop of a real plate, padded to 64: the maps are the picture's 64 x 38 region (the
     original aspect ratio), the score is the max over that region only, and the map goes back to 180 x 300."""
     plate = load_image(mpdd_root / "metal_plate" / "test" / "defect" / "test_00026.png")
     crop = np.ascontiguousarray(plate[150:330, 100:400])  # 180 rows, 300 columns
-    padded = _with_fit(tiny_checkpoint, "pad")
+    padded = with_input_fit(tiny_checkpoint, "pad")
     p = padded.predict(crop)
     # 180 * 64 / 300 = 38.4 -> 38 rows, centred: (64 - 38) // 2 = 13 rows of padding above, 13 below
     box = content_box(180, 300, SIZE, "pad")
@@ -194,27 +183,7 @@ def test_a_padded_model_keeps_the_aspect_ratio_and_never_scores_the_padding(tiny
 def test_a_square_image_scores_the_same_padded_or_squashed(tiny_checkpoint, mpdd_root):
     """For a square image "pad" is "squash", bit for bit: the shipped (squash) checkpoints' scores are kept."""
     plate = load_image(mpdd_root / "metal_plate" / "test" / "defect" / "test_00026.png")
-    a, b = _with_fit(tiny_checkpoint, "squash").predict(plate), _with_fit(tiny_checkpoint, "pad").predict(plate)
+    a, b = with_input_fit(tiny_checkpoint, "squash").predict(plate), with_input_fit(tiny_checkpoint, "pad").predict(plate)
     assert a.score == b.score and np.array_equal(a.anomaly_map, b.anomaly_map) and a.image.shape == (SIZE, SIZE, 3)
     shipped = sorted((ROOT / "checkpoints").glob("*/config.json"))
     assert shipped and all(ModelConfig(**json.loads(c.read_text())["model"]).input_fit == "squash" for c in shipped)
-
-
-def test_evaluating_a_padded_model_counts_the_picture_only(tiny_checkpoint, tiny_data):
-    """The tiny category's 88 x 72 test images at 64 px: maps, masks and metrics over the 64 x 52 pictures."""
-    padded = _with_fit(tiny_checkpoint, "pad")
-    samples = list_samples(tiny_data, CATEGORY, "test")
-    result = evaluate(padded.model, samples, "cpu", progress=False)
-    assert result.boxes.tolist() == [[6, 0, 52, 64]] * len(samples)  # 72 * 64 / 88 = 52.4 -> 52 rows, 6 above
-    assert result.maps.shape == result.masks.shape == (len(samples), 52, 64)
-    # the same scores as the Predictor's (one scoring rule), and metrics computed on exactly these pixels
-    np.testing.assert_allclose(result.scores, [p.score for p in padded.predict([s.path for s in samples])], atol=1e-5)
-    assert result.metrics == compute_metrics(result.scores, result.labels, result.maps, result.masks.astype(np.uint8))
-
-
-def test_pictures_of_several_shapes_stack_without_their_padding():
-    maps = np.full((3, 8, 8), 99.0, np.float32)  # 99: padding
-    maps[:2] = 1.0
-    maps[2, 2:6] = 2.0  # the third picture is 4 rows high, 2 rows of padding above and below
-    stacked = content_stack(maps, np.array([[0, 0, 8, 8], [0, 0, 8, 8], [2, 0, 4, 8]]))
-    assert stacked.shape == (3, 8, 8) and (stacked[2] == 2.0).all() and not (stacked == 99.0).any()

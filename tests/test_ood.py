@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CATEGORY
+from helpers import CATEGORY
 
 from rdexpert.checkpoint.folder import CONFIG_NAME, read_config, training_split, update_config
 from rdexpert.checkpoint.format import OOD_NAME
@@ -181,7 +181,7 @@ def test_shipped_checkpoint_flags_a_texture_but_not_a_defect_of_its_product(ship
 def test_shipped_check_is_reproducible_from_the_training_split(shipped, mpdd_root):
     """fit-ood rebuilds the training run's own split: its held-out images score as the calibration recorded."""
     _, holdout = training_split(shipped.config, mpdd_root)
-    scores = [s for b in score_images(shipped.model, sample_batches(holdout, shipped.image_size), "cpu")
+    scores = [s for b in score_images(shipped.model, sample_batches(holdout, shipped.image_size, fit=shipped.model.config.input_fit), "cpu")
               for s in b.scores.tolist()]
     assert scores == pytest.approx(shipped.config["calibration"]["holdout_scores"], abs=1e-5)
     refit = fit_checkpoint_ood(SHIPPED, mpdd_root, device="cpu", write=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TIRE, needs_mpdd, needs_tire, training_pictures
+from helpers import TIRE, needs_mpdd, needs_tire, training_pictures
 
 from rdexpert.synthesis import (
     DEFAULT_FOREGROUND,

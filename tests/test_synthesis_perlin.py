@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import disc_mask
+from helpers import disc_mask
 
 from rdexpert.synthesis import perlin_mask, perlin_noise
 

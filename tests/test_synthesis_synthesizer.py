@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import DTD, disc_mask, needs_dtd, needs_mpdd
+from helpers import DTD, disc_mask, needs_dtd, needs_mpdd
 
 from rdexpert.synthesis import AnomalySynthesizer, SyntheticAnomaly, foreground_mask
 

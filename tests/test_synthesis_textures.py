@@ -7,7 +7,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from conftest import DTD, needs_dtd
+from helpers import DTD, needs_dtd
 
 from rdexpert.synthesis import AnomalySynthesizer, TextureSource
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from conftest import CATEGORY, SIZE
+from helpers import CATEGORY, SIZE
 
 from rdexpert.checkpoint.folder import load_checkpoint
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
-from rdexpert.training.loop import PRESETS, TrainConfig, Trainer, train, train_step, warm_start
+from rdexpert.training.loop import TrainConfig, Trainer, train, train_step, warm_start
 
 
 def batch(n=2, size=64):
@@ -89,17 +89,6 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, mpdd_root):
         Trainer(tiny_config(tmp_path, mpdd_root), progress=False, callback=stop).fit()
     with pytest.raises(ValueError, match="variant"):
         Trainer(tiny_config(tmp_path, mpdd_root, variant="rd"), progress=False).fit()
-
-
-def test_presets_and_bad_settings():
-    paper = TrainConfig(data_root=".", category=None, out=".", preset="paper")
-    assert (paper.backbone, paper.image_size, paper.batch_size, paper.iterations) == ("wide_resnet50_2.tv_in1k", 256, 16, 5000)
-    assert TrainConfig(data_root=".", category=None, out=".", iterations=7).iterations == 7
-    assert set(PRESETS) == {"paper", "cpu", "quick"}
-    with pytest.raises(ValueError, match="preset"):
-        TrainConfig(data_root=".", category=None, out=".", preset="huge")
-    with pytest.raises(ValueError, match="variant"):
-        TrainConfig(data_root=".", category=None, out=".", variant="nope").model_config()
 
 
 def test_state_is_saved_by_time_as_well_as_by_count(tmp_path, mpdd_root):

@@ -124,6 +124,27 @@ class TrainConfig:
             self.health_every = max(1, self.iterations // 8)
         if self.health_every < 0:
             raise ValueError("health_every must be >= 0 (0 checks only at the end)")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Settings that would fail only after the data and the model are loaded, refused up front."""
+        problems = []
+        if self.foreground is not None and self.foreground not in FOREGROUND_METHODS:
+            problems.append(f"foreground {self.foreground!r} is not one of {FOREGROUND_METHODS}")
+        if not 0 <= self.holdout_fraction < 1:
+            problems.append(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction!r}")
+        if not (self.student_lr > 0 and self.teacher_lr > 0):
+            problems.append(f"learning rates must be > 0, got {self.student_lr!r} and {self.teacher_lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.save_every < 1 or self.save_seconds < 0:
+            problems.append(f"save_every must be >= 1 and save_seconds >= 0, got {self.save_every!r} and "
+                            f"{self.save_seconds!r}")
+        if self.health_draws < 1 or (self.num_workers is not None and self.num_workers < 0):
+            problems.append(f"health_draws must be >= 1 and num_workers >= 0, got {self.health_draws!r} and "
+                            f"{self.num_workers!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def resolved_recipe(self) -> Recipe:
         return get_recipe(self.recipe, self.recipe_set)

@@ -1,0 +1,123 @@
+"""Constants and plain helpers the app's test modules share (``from .support import ...``).
+
+Why this module exists: fixtures live in ``conftest.py`` and are taken by name;
+constants and functions are imported, from here, never from another test module
+(the same rule as ``tests/helpers.py``, for what only the app's tests need).
+Nothing here imports gradio at import time: the test modules skip without it.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import MPDD
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "checkpoints" / "metal_plate"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# each app test module: ``pytestmark = GRADIO_WARNINGS``
+GRADIO_WARNINGS = [
+    # gradio's own queue code trips pandas 3 deprecation warnings; not ours to fix
+    pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+    # gradio's track_tqdm patch closes a tqdm it did not set up (Evaluate's progress); not ours to fix
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <function tqdm.__del__:pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+
+# -- files to upload -----------------------------------------------------------------------------
+def png_bytes(seed: int = 0, size: int = 48) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def zip_files(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def mpdd_zip(path: Path, normal: int = 5, defects: int = 2, size: int = 96) -> Path:
+    """A small upload made of real MPDD metal_plate images: good/, defect/ and mask/ folders."""
+    cat = MPDD / "metal_plate"
+
+    def png(p: Path, mode: str = "RGB") -> bytes:
+        buffer = io.BytesIO()
+        Image.open(p).convert(mode).resize((size, size)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    entries = {f"parts/good/{p.name}": png(p) for p in sorted((cat / "train" / "good").glob("*.png"))[:normal]}
+    for p in sorted((cat / "test" / "defect").glob("*.png"))[:defects]:
+        entries[f"parts/defect/{p.name}"] = png(p)
+        entries[f"parts/mask/{p.stem}_mask.png"] = png(cat / "ground_truth" / "defect" / f"{p.stem}_mask.png", "L")
+    return zip_files(path, entries)
+
+
+def jpeg_bytes(size: int = 256) -> bytes:
+    """A real JPEG: an MPDD metal_plate training image, re-encoded."""
+    source = sorted((MPDD / "metal_plate" / "train" / "good").glob("*.png"))[0]
+    buffer = io.BytesIO()
+    Image.open(source).convert("RGB").resize((size, size)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def skip_without_mpdd():
+    if not (MPDD / "metal_plate").is_dir():
+        pytest.skip(f"shared MPDD data not found at {MPDD}")
+
+
+# -- what gradio hands a handler, and what a handler returned ------------------------------------
+def select_event(index):
+    """The event gradio passes to a ``.select`` handler."""
+    import gradio as gr
+
+    return gr.SelectData(None, {"index": index, "value": None})
+
+
+def session_request(session: str):
+    """The request gradio hands a handler, for the browser session ``session``."""
+    import gradio as gr
+
+    return gr.Request(session_hash=session)
+
+
+def page_text(outputs) -> str:
+    """Every string a handler returned (what the page would show), as one text."""
+    return " ".join(str(o) for o in outputs if isinstance(o, str))
+
+
+def without_data(monkeypatch, registry, tmp_path) -> str:
+    """The shipped checkpoint, with its dataset root pointed at a folder that does not exist (a Space, a clone)."""
+    if not (DEMO / "test" / "metrics.json").is_file():
+        pytest.skip("the shipped demo checkpoint with its test report is not here")
+    key = next(k for k in registry.choices() if registry.get(k).source == "shipped")
+    monkeypatch.setitem(registry.get(key).config["dataset"], "root", str(tmp_path / "no_such_data"))
+    return key
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,124 @@
+"""Upload validation (rdexpert.app.uploads): zips, non-images and limits are refused with a message, before
+anything is written; a good upload is sorted into normal, defective and masks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio")
+
+from rdexpert.app.registry import Registry  # noqa: E402
+from rdexpert.app.uploads import UploadError, UploadLimits, check_zip_entry_name, prepare_dataset  # noqa: E402
+
+from .support import GRADIO_WARNINGS, png_bytes, zip_files  # noqa: E402
+
+pytestmark = GRADIO_WARNINGS
+
+
+@pytest.mark.parametrize("name", ["../evil.png", "a/../../evil.png", "/etc/evil.png", "C:/evil.png", "..\\evil.png"])
+def test_zip_entry_names_outside_the_archive_are_refused(name):
+    with pytest.raises(UploadError):
+        check_zip_entry_name(name)
+
+
+def test_traversal_zip_is_refused_before_anything_is_written(tmp_path):
+    archive = zip_files(
+        tmp_path / "evil.zip",
+        {"good/a.png": png_bytes(0), "good/b.png": png_bytes(1), "../../escaped.png": png_bytes(2)},
+    )
+    with pytest.raises(UploadError, match=r"outside the archive"):
+        prepare_dataset(tmp_path / "dest", [archive])
+    assert not (tmp_path / "dest").exists() and not (tmp_path.parent / "escaped.png").exists()
+
+
+def test_non_images_and_fake_images_are_refused(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a png")
+    good = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, p in enumerate(good):
+        p.write_bytes(png_bytes(i))
+    with pytest.raises(UploadError, match="not an image file"):
+        prepare_dataset(tmp_path / "d1", [*good, text])
+    with pytest.raises(UploadError, match="could not be read as an image"):
+        prepare_dataset(tmp_path / "d2", [*good, fake])
+    archive = zip_files(tmp_path / "mixed.zip", {"a.png": png_bytes(0), "b.png": png_bytes(1), "run.sh": b"rm -rf /"})
+    with pytest.raises(UploadError, match="not an image"):
+        prepare_dataset(tmp_path / "d3", [archive])
+
+
+def test_archive_limits(tmp_path):
+    many = zip_files(tmp_path / "many.zip", {f"{i}.png": png_bytes(i, 8) for i in range(12)})
+    with pytest.raises(UploadError, match="entries"):
+        prepare_dataset(tmp_path / "d1", [many], limits=UploadLimits(max_archive_entries=10))
+    with pytest.raises(UploadError, match="MB"):
+        prepare_dataset(tmp_path / "d2", [many], limits=UploadLimits(max_archive_mb=1e-4))
+    with pytest.raises(UploadError, match="unpack"):
+        prepare_dataset(tmp_path / "d3", [many], limits=UploadLimits(max_unpacked_mb=1e-4))
+    with pytest.raises(UploadError, match="pixels"):
+        prepare_dataset(tmp_path / "d4", [many], limits=UploadLimits(max_image_pixels=10))
+    with pytest.raises(UploadError, match="limit is 5"):
+        prepare_dataset(tmp_path / "d5", [many], limits=UploadLimits(max_normal_images=5))
+    one = zip_files(tmp_path / "one.zip", {"a.png": png_bytes(0)})
+    with pytest.raises(UploadError, match="at least 2"):
+        prepare_dataset(tmp_path / "d6", [one])
+
+
+def test_zip_layout_is_sorted_into_normal_defect_and_mask(tmp_path):
+    archive = zip_files(
+        tmp_path / "parts.zip",
+        {
+            "parts/a.png": png_bytes(0),
+            "parts/good/b.png": png_bytes(1),
+            "parts/good/b (copy).png": png_bytes(2),
+            "parts/defect/x.png": png_bytes(3),
+            "parts/mask/x_mask.png": png_bytes(4),
+            "__MACOSX/parts/._a.png": b"junk",
+            "parts/.DS_Store": b"junk",
+        },
+    )
+    data = prepare_dataset(tmp_path / "dest", [archive])
+    assert sorted(p.name for p in data.normal) == ["a.png", "b.png", "b_copy.png"]
+    assert [p.name for p in data.defect] == ["x.png"] and data.matched_masks() == 1
+    assert len(data.skipped) == 2
+    assert all(
+        p.resolve().is_relative_to((tmp_path / "dest").resolve()) for p in data.normal + data.defect + data.masks
+    )
+
+
+def _corrupt(archive: Path, offset_of, patch: bytes) -> Path:
+    data = bytearray(archive.read_bytes())
+    at = offset_of(bytes(data))
+    data[at : at + len(patch)] = patch
+    archive.write_bytes(bytes(data))
+    return archive
+
+
+def test_a_zip_with_a_corrupt_or_lying_header_is_refused_with_a_message(tmp_path, parts):
+    """D6: a broken zip is an upload message (BadZipFile and the like never reach the visitor)."""
+    import struct
+
+    from rdexpert.app.tab_finetune import finetune
+    from rdexpert.app.ui import AppConfig
+
+    entries = {"good/a.png": png_bytes(0), "good/b.png": png_bytes(1), "good/c.png": png_bytes(2)}
+    # the local header of the second entry is overwritten
+    bad_magic = _corrupt(zip_files(tmp_path / "magic.zip", entries), lambda d: d.index(b"PK\x03\x04", 4), b"XX\x00\x00")
+    # the central directory says the first entry is 10 bytes (it is not): the CRC check fails on reading
+    lying = _corrupt(
+        zip_files(tmp_path / "lying.zip", entries),
+        lambda d: d.index(b"PK\x01\x02") + 24,  # uncompressed size of the first central directory record
+        struct.pack("<I", 10),
+    )
+    for archive in (bad_magic, lying):
+        with pytest.raises(UploadError, match="damaged|not a valid zip"):
+            prepare_dataset(tmp_path / archive.stem, [archive])
+        assert not (tmp_path / archive.stem).exists()
+        cfg = AppConfig(registry=Registry(), workdir=tmp_path / "work")
+        ft = parts.finetune
+        status = next(finetune(ft, cfg, [str(archive)], None, None, None, "rd", 64, 2, "t", False, None))[ft.status]
+        assert "Upload refused" in status and str(tmp_path) not in status, status

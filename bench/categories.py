@@ -53,7 +53,7 @@ COLUMNS: dict[str, tuple[str, dict]] = {
     "full_pad": ("full", {"recipe_set": {"input_fit": "pad"}}),
     "full_bn_frozen_lr3e-4": ("full", {"teacher_bn": "frozen", "teacher_lr": 3e-4}),
     "full_bn_frozen_lr1e-3": ("full", {"teacher_bn": "frozen", "teacher_lr": 1e-3}),
-    "full_reference": ("full", {"recipe": "reference"}),
+    "full_reference": ("full", {"recipe": "released"}),
     "full_dtd": ("full", {"textures": str(SHARED / "dtd" / "images")}),
 }
 # columns trained by an earlier commit's code (commit, extra `rdexpert train` flags): the defaults before issue 19's

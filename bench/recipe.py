@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 from machine import machine_line, save_results  # noqa: E402
 from seeded_runs import METRICS, SHARED, cell, run_all  # noqa: E402
 
-from rdexpert.training.recipe import CHOICES, IMPROVED, REFERENCE  # noqa: E402
+from rdexpert.training.recipe import CHOICES, IMPROVED, RELEASED  # noqa: E402
 
 ROWS = list(CHOICES)  # issue 8's rows 1-12 in order
 SCORING_ONLY = {"map_align_corners", "blur_border"}
@@ -104,7 +104,7 @@ def main() -> None:
     lines.append(row("all deviations", "— | reference + every measurable deviation (rdexpert's recipe before this bench)"))
     for index, name in enumerate(ROWS, 1):
         label = f"+{name}"
-        change = f"{name}: {REFERENCE.to_dict()[name]} → {DEVIATION[name]}"
+        change = f"{name}: {RELEASED.to_dict()[name]} → {DEVIATION[name]}"
         if label in results:
             lines.append(row(label, f"{index} | reference + {change}"))
         else:

@@ -71,7 +71,7 @@ def test_broken_checkpoints_fail_with_clear_messages(tiny_checkpoint, tmp_path):
     (folder / CONFIG_NAME).write_text("{")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(folder)
-    with pytest.raises(CheckpointError, match="neither an existing folder nor a Hub reference"):
+    with pytest.raises(CheckpointError, match="neither an existing folder nor a Hub address"):
         load_checkpoint(tmp_path / "absent")
     _edit(_copy(tiny_checkpoint, tmp_path / "v"), lambda c: c.update(format_version=99))
     with pytest.raises(CheckpointError, match="Upgrade rdexpert"):

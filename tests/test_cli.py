@@ -1,4 +1,4 @@
-"""The `rdexpert` command line: predict and test on the tiny checkpoint trained in conftest.py, Hub references,
+"""The `rdexpert` command line: predict and test on the tiny checkpoint trained in conftest.py, Hub addresses,
 and clear errors from the real command (a subprocess)."""
 
 from __future__ import annotations

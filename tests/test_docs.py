@@ -70,9 +70,9 @@ def test_design_layer_table_is_the_architecture_tests_layers():
 
 def test_design_recipe_table_is_the_recipes_data():
     """Every row of the recipe table in docs/design.md §3.5 is a field of CHOICES with the values of
-    REFERENCE and IMPROVED and the allowed choices, in CHOICES order."""
+    RELEASED and IMPROVED and the allowed choices, in CHOICES order."""
     recipe = pytest.importorskip("rdexpert.training.recipe")
-    reference, improved = recipe.REFERENCE.to_dict(), recipe.IMPROVED.to_dict()
+    reference, improved = recipe.RELEASED.to_dict(), recipe.IMPROVED.to_dict()
     expected = [[str(n), f"`{name}`", f"`{reference[name]}`", f"`{improved[name]}`",
                  ", ".join(f"`{v}`" for v in values)]
                 for n, (name, values) in enumerate(recipe.CHOICES.items(), 1)]

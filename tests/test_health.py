@@ -158,11 +158,11 @@ def test_the_reference_recipe_records_the_verdict_but_always_keeps_the_teacher()
     """Issue 24: the released code always scores against the trained teacher; under `--recipe reference` the check's
     verdict is recorded and the teacher kept, while `improved` lets the safeguard switch (recipe row 14)."""
     from rdexpert.training.health import reference_for
-    from rdexpert.training.recipe import IMPROVED, REFERENCE
+    from rdexpert.training.recipe import IMPROVED, RELEASED
 
     failed = {"separation_teacher": 0.70, "separation_expert": 0.95}
     assert reference_for(failed, IMPROVED.reference_switch)[:2] == ("expert", "expert")
-    reference, verdict, reason = reference_for(failed, REFERENCE.reference_switch)
+    reference, verdict, reason = reference_for(failed, RELEASED.reference_switch)
     assert (reference, verdict) == ("teacher", "expert") and "kept the trained teacher" in reason
     held = {"separation_teacher": 0.95, "separation_expert": 0.95}
-    assert reference_for(held, REFERENCE.reference_switch)[:2] == ("teacher", "teacher")
+    assert reference_for(held, RELEASED.reference_switch)[:2] == ("teacher", "teacher")

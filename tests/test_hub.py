@@ -1,4 +1,4 @@
-"""Hub references resolved by huggingface_hub's real code against a cache laid out on disk; no network.
+"""Hub addresses resolved by huggingface_hub's real code against a cache laid out on disk; no network.
 
 Publishing is tested up to the folder that would be uploaded and its model card;
 the upload itself (HfApi.create_repo / upload_folder) needs the Hub and is not
@@ -29,7 +29,7 @@ from rdexpert.checkpoint.folder import (
 )
 from rdexpert.checkpoint.format import OOD_NAME
 from rdexpert.cli import main
-from rdexpert.hub import HubError, list_categories, parse_reference, resolve_checkpoint
+from rdexpert.hub import HubError, list_repo_categories, parse_hub_address, resolve_checkpoint
 from rdexpert.hub.publish import push_to_hub, stage, stage_checkpoint
 from rdexpert.inference.predictor import Predictor
 
@@ -37,12 +37,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_references_are_parsed_strictly():
-    assert parse_reference("acme/demo/metal_plate") == parse_reference("acme/demo/metal_plate@main")
-    ref = parse_reference(f"acme/demo/metal_plate@{SHA}")
+    assert parse_hub_address("acme/demo/metal_plate") == parse_hub_address("acme/demo/metal_plate@main")
+    ref = parse_hub_address(f"acme/demo/metal_plate@{SHA}")
     assert (ref.repo_id, ref.category, ref.revision) == ("acme/demo", "metal_plate", SHA)
-    assert parse_reference("acme/demo/screw@v1.0").revision == "v1.0"
+    assert parse_hub_address("acme/demo/screw@v1.0").revision == "v1.0"
     for local in ("./a/b/c", "/abs/a/b", "acme/demo", "a/b/c/d", "~/x/y/z", "acme/demo/cat@"):
-        assert parse_reference(local) is None, local
+        assert parse_hub_address(local) is None, local
 
 
 def test_round_trip_train_save_cache_load_offline_gives_identical_maps(tiny_checkpoint, tiny_data, hub_cache, caplog):
@@ -234,7 +234,7 @@ def test_zoo_staging_refuses_what_it_cannot_publish(zoo_run, hub_cache, tmp_path
 
 def test_each_zoo_category_loads_from_the_cache_like_its_local_folder(zoo_cache, mpdd_root):
     image = sorted((mpdd_root / "metal_plate" / "test" / "defect").glob("*.png"))[0]
-    assert list_categories(REPO)[1] == sorted(ZOO)
+    assert list_repo_categories(REPO)[1] == sorted(ZOO)
     for category, name in ZOO.items():
         predictor = Predictor.from_pretrained(REPO, subfolder=category, device="cpu")
         assert (predictor.config["source"]["commit"], predictor.config["source"]["category"]) == (SHA, category)

@@ -189,17 +189,21 @@ def test_shipped_check_is_reproducible_from_the_training_split(shipped, mpdd_roo
 
 
 # -- the app ---------------------------------------------------------------------------------------
-def test_inspect_warns_in_plain_words_above_the_verdict():
-    from rdexpert.app.tab_inspect import InspectItem, InspectState, render_inspect
+def test_inspect_warns_in_plain_words_above_the_verdict(tmp_path):
+    from rdexpert.app.inspection import InspectItem, InspectState, render
+    from rdexpert.app.registry import Registry
+    from rdexpert.app.ui import AppConfig, build_demo
 
+    view = build_demo(AppConfig(registry=Registry(), workdir=tmp_path)).rdx_page.inspect.view
     image, heat = np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 0.9, np.float32)
     items = [InspectItem("bottle.jpg", None, image, heat, [heat] * 3, 3.0, 0.9, True, 4.2),
              InspectItem("plate.png", None, image, heat, [heat] * 3, 3.0, 0.9, False, 0.2)]
     state = InspectState("k", items, seconds=0.1, device="cpu", raw_threshold=1.0, load_seconds=None,
                          product="metal_plate")
-    gallery, *_, verdict, info = render_inspect(state, 0.5)
+    out = render(view, state, 0.5)
+    gallery, verdict = out[view.results], out[view.verdict]
     assert "This does not look like a metal_plate image the model was trained on" in verdict
     assert "not meaningful" in verdict and 'data-verdict="anomalous"' in verdict
     assert "NOT THE TRAINED PRODUCT" in gallery.value[0]["caption"]  # the gallery caption too
-    *_, verdict, info = render_inspect(state.select(1), 0.5)
+    verdict = render(view, state.select(1), 0.5)[view.verdict]
     assert "does not look like" not in verdict  # a defect of the product: only the verdict

@@ -15,19 +15,19 @@ from rdexpert.synthesis import AnomalySynthesizer, foreground_method_for
 from rdexpert.synthesis.perlin import perlin_mask
 from rdexpert.training.loop import TrainConfig, initialise_student, scheduled_iterations, train_step
 from rdexpert.training.losses import chained_masks, resize_mask
-from rdexpert.training.recipe import CHOICES, IMPROVED, REFERENCE, get_recipe, parse_overrides
+from rdexpert.training.recipe import CHOICES, IMPROVED, RELEASED, get_recipe, parse_overrides
 
 
 def test_reference_is_the_first_choice_of_every_row_and_improved_names_its_deviations():
-    assert REFERENCE.deviations() == []
+    assert RELEASED.deviations() == []
     assert set(IMPROVED.deviations()) <= set(CHOICES)
-    assert get_recipe("reference", {"mask_resize": "direct"}).deviations() == ["mask_resize"]
+    assert get_recipe("released", {"mask_resize": "direct"}).deviations() == ["mask_resize"]
     assert parse_overrides(["student_bn_passes=1", "map_align_corners=False"]) == {
         "student_bn_passes": 1, "map_align_corners": False}
     with pytest.raises(ValueError, match="mask_resize"):
         parse_overrides(["mask_resize=sideways"])
     with pytest.raises(ValueError, match="unknown recipe choice"):
-        get_recipe("reference", {"colour": "red"})
+        get_recipe("released", {"colour": "red"})
 
 
 def test_chained_mask_resize_on_a_small_mask():
@@ -89,7 +89,7 @@ def test_student_batchnorm_statistics_follow_the_passes(passes):
     batch = {"image": image, "augmented": image * (1 - mask) + 0.9 * mask, "mask": mask}
     opt_t = torch.optim.Adam(model.trained_teacher.parameters(), lr=1e-4)
     opt_s = torch.optim.Adam(model.student_parameters(), lr=5e-3)
-    train_step(model, batch, opt_t, opt_s, torch.device("cpu"), recipe=get_recipe("reference", {"student_bn_passes": passes}))
+    train_step(model, batch, opt_t, opt_s, torch.device("cpu"), recipe=get_recipe("released", {"student_bn_passes": passes}))
     assert len(inputs) == passes
     means = [x.mean((0, 2, 3)) for x in inputs]
     # running_mean starts at 0 with momentum 0.1: one update gives 0.1 m, two sequential ones 0.09 m1 + 0.1 m2
@@ -114,13 +114,13 @@ def test_epoch_schedule_rounds_up_to_whole_epochs_with_the_last_partial_batch():
 
 
 def test_reference_training_config_follows_the_released_code():
-    paper = TrainConfig(data_root=".", category="cable", out=".", preset="paper", recipe="reference")
+    paper = TrainConfig(data_root=".", category="cable", out=".", preset="paper", recipe="released")
     assert (paper.iterations, paper.backbone, paper.holdout_fraction) == (10000, "wide_resnet50_2.tv_in1k", 0.0)
     model = paper.model_config()
     assert (model.map_align_corners, model.blur_border, model.precision) == (True, "reflect", "fp32")
-    screw = TrainConfig(data_root=".", category="screw", out=".", preset="paper", recipe="reference")
+    screw = TrainConfig(data_root=".", category="screw", out=".", preset="paper", recipe="released")
     assert screw.iterations == 5000
-    assert TrainConfig(data_root=".", category="cable", out=".", iterations=7, recipe="reference").iterations == 7
+    assert TrainConfig(data_root=".", category="cable", out=".", iterations=7, recipe="released").iterations == 7
 
 
 def test_released_foreground_table():
@@ -150,9 +150,9 @@ def test_input_fit_row_both_recipes_squash_pad_is_a_choice_and_old_checkpoints_s
     """Row 13 (issue 9, measured in issue 19): the released code resizes to a square, and so does the improved
     recipe (padding measured worse on tire); `pad` stays a choice. A config.json model section written before the
     row existed has no ``input_fit`` and must score as it did (squash)."""
-    assert CHOICES["input_fit"] == ("squash", "pad") and REFERENCE.input_fit == IMPROVED.input_fit == "squash"
+    assert CHOICES["input_fit"] == ("squash", "pad") and RELEASED.input_fit == IMPROVED.input_fit == "squash"
     run = dict(data_root=".", category="metal_plate", out=".")
-    assert TrainConfig(**run, recipe="reference").model_config().input_fit == "squash"
+    assert TrainConfig(**run, recipe="released").model_config().input_fit == "squash"
     assert TrainConfig(**run).model_config().input_fit == "squash"
     assert TrainConfig(**run, recipe_set={"input_fit": "pad"}).model_config().input_fit == "pad"
     old_section = {"backbone": "tf_efficientnet_lite0", "variant": "full", "image_size": 256}
@@ -168,7 +168,16 @@ def test_reference_recipe_uses_the_released_visa_foreground():
     from rdexpert.synthesis.foreground import VISA_CATEGORIES
 
     for category in VISA_CATEGORIES:
-        assert foreground_method_for(category, table=REFERENCE.foreground_table) == "grabcut_released"
+        assert foreground_method_for(category, table=RELEASED.foreground_table) == "grabcut_released"
     assert IMPROVED.foreground_table == "released"  # improved follows the released code on row 10 too
     assert foreground_method_for("pcb1", table="rdexpert") == "none"  # rdexpert's own table, --recipe-set
-    assert foreground_method_for("screw", table=REFERENCE.foreground_table) == "otsu_inverse_released"
+    assert foreground_method_for("screw", table=RELEASED.foreground_table) == "otsu_inverse_released"
+
+
+def test_the_released_recipe_is_still_read_by_its_old_name():
+    """`reference` meant three things; the released code's recipe is now `released`, and old names still load."""
+    from rdexpert.training.recipe import RELEASED
+
+    assert get_recipe("reference") == get_recipe("released") == RELEASED
+    assert TrainConfig(data_root=".", category="x", out=".", recipe="reference").recipe == "released"
+    assert TrainConfig.from_dict({"data_root": ".", "category": "x", "out": ".", "recipe": "reference"}).recipe == "released"

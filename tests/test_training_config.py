@@ -9,7 +9,7 @@ import pytest
 from helpers import rgb_array, save_image
 
 from rdexpert.training.config import MAX_BATCH_SIZE, MAX_ITERATIONS, PRESETS, RESUMABLE_CHANGES, TrainConfig
-from rdexpert.training.recipe import CHOICES, IMPROVED, PRE_RECIPE_SET, REFERENCE
+from rdexpert.training.recipe import CHOICES, IMPROVED, PRE_RECIPE_SET, RELEASED
 
 RUN = dict(data_root=".", category="metal_plate", out=".")
 
@@ -42,7 +42,7 @@ def test_health_checks_and_holdout_default_from_the_run():
     assert TrainConfig(**RUN, iterations=3).health_every == 1  # at least every iteration
     assert TrainConfig(**RUN, iterations=80, health_every=0).health_every == 0  # 0: only at the end
     assert TrainConfig(**RUN).holdout_fraction == IMPROVED.holdout_fraction == 0.1
-    assert TrainConfig(**RUN, recipe="reference").holdout_fraction == REFERENCE.holdout_fraction == 0.0
+    assert TrainConfig(**RUN, recipe="released").holdout_fraction == RELEASED.holdout_fraction == 0.0
     assert TrainConfig(**RUN, recipe_set={"holdout_fraction": 0.0}).holdout_fraction == 0.0
     assert TrainConfig(**RUN, holdout_fraction=0.25).holdout_fraction == 0.25
 
@@ -57,7 +57,7 @@ def test_the_model_config_carries_the_run_and_its_recipe():
 def test_long_categories_train_twice_the_preset_in_both_recipes():
     """Issue 24: the released code trains cable, transistor and every VisA category for 10000 iterations; the
     doubling holds whether iterations are counted in epochs (reference) or exactly (improved)."""
-    for recipe in ("reference", "improved"):
+    for recipe in ("released", "improved"):
         for category, factor in (("cable", 2), ("transistor", 2), ("pcb1", 2), ("macaroni2", 2), ("bottle", 1),
                                  ("tire", 1)):
             run = TrainConfig(data_root=".", category=category, out=".", preset="paper", recipe=recipe)
@@ -106,7 +106,7 @@ def test_every_field_has_a_help_text_and_a_default_among_its_choices():
 
 
 # -- to_dict / from_dict --------------------------------------------------------------------------
-@pytest.mark.parametrize("settings", [dict(), dict(preset="paper", category="cable"), dict(preset="quick", recipe="reference"),
+@pytest.mark.parametrize("settings", [dict(), dict(preset="paper", category="cable"), dict(preset="quick", recipe="released"),
                                       dict(recipe_set={"input_fit": "pad"}, betas=(0.9, 0.99), textures="/dtd")])
 def test_a_config_survives_a_json_round_trip(settings):
     run = TrainConfig(**{**RUN, **settings})
@@ -136,7 +136,7 @@ def test_a_config_from_before_recipes_reads_back_with_the_choices_made_then():
 def test_a_checkpoint_reads_back_with_the_choices_it_trained_with_even_after_the_recipe_changed():
     """A config.json records every recipe choice; re-calibrating reads those, not today's named recipe (issue 19
     switched improved's mask rule to never-empty masks)."""
-    assert IMPROVED.mask_rotation == "reflect" and REFERENCE.mask_rotation == "zero_fill"
+    assert IMPROVED.mask_rotation == "reflect" and RELEASED.mask_rotation == "zero_fill"
     stored = {"data_root": ".", "category": "tire", "out": ".", "recipe": "improved",
               "recipe_choices": {**IMPROVED.to_dict(), "mask_rotation": "zero_fill"}}
     run = TrainConfig.from_dict(stored)
@@ -147,10 +147,10 @@ def test_a_checkpoint_reads_back_with_the_choices_it_trained_with_even_after_the
 def test_the_synthesizer_follows_the_run_unless_given_other_textures(tmp_path):
     for folder in ("run", "other"):
         save_image(tmp_path / folder / "texture.png", rgb_array())
-    run = TrainConfig(**RUN, textures=str(tmp_path / "run"), recipe="reference")
+    run = TrainConfig(**RUN, textures=str(tmp_path / "run"), recipe="released")
     synthesizer = run.synthesizer("otsu_inverse")
     assert synthesizer.foreground == "otsu_inverse" and synthesizer.textures.folder == tmp_path / "run"
-    assert (synthesizer.augment_textures, synthesizer.mask_rotation) == (REFERENCE.texture_augmentation,
-                                                                           REFERENCE.mask_rotation)
+    assert (synthesizer.augment_textures, synthesizer.mask_rotation) == (RELEASED.texture_augmentation,
+                                                                           RELEASED.mask_rotation)
     assert run.synthesizer("none", textures=str(tmp_path / "other")).textures.folder == tmp_path / "other"
     assert TrainConfig(**RUN).synthesizer("none").textures.folder is None  # procedural textures

@@ -1,8 +1,10 @@
 """What every tab module shares: the page's configuration, :func:`bind`, and the examples gallery.
 
 Handlers are module-level functions that take what they work on (registry,
-config, caches) as their first arguments, so tests can call them without a
-browser; :func:`bind` fixes those arguments when a tab wires them to events.
+config, caches) and the components they fill as their first arguments, so
+tests can call them without a browser; :func:`bind` fixes those arguments when
+a tab wires them to events. A handler with several outputs returns
+``{component: value}``; gradio leaves the outputs it does not name unchanged.
 Handlers that use checkpoints take the session store and the ``gr.Request``:
 the checkpoints a page may use are the shared ones plus its own fine-tunes
 (:mod:`rdexpert.app.sessions`).

@@ -110,10 +110,13 @@ TABLE_HEADERS = ["#", "image", "truth", "raw score", "calibrated", "verdict", "c
 
 
 def run_evaluation(key: str, entry: Entry, predictor, search: list[Path], progress: bool = False) -> EvaluationView:
-    from rdexpert.evaluation.evaluate import evaluate
+    from rdexpert.checkpoint.pretrained import Checkpoint
+    from rdexpert.evaluation.record import evaluate_checkpoint
 
     samples, description = labelled_samples(entry, search)
-    result = evaluate(predictor.model, samples, predictor.device, progress=progress)
+    # the Predictor's model is this checkpoint's, already prepared: no second copy
+    result = evaluate_checkpoint(Checkpoint(predictor.model, predictor.config), samples, device=predictor.device,
+                                 model=predictor.model, progress=progress)
     normalized = np.asarray([predictor.normalize(float(s)) for s in result.scores], dtype=np.float64)
     metrics = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
     return EvaluationView(

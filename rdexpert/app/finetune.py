@@ -15,7 +15,6 @@ is the short reason for the page, without server paths.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from rdexpert.app.registry import ABLATION_VARIANTS, public_text
 from rdexpert.app.uploads import UploadedDataset
-from rdexpert.checkpoint.folder import CheckpointInfo, read_config, record_metrics, update_config
+from rdexpert.checkpoint.folder import update_config
 from rdexpert.data import Sample, folder_samples, list_samples, split_holdout
 from rdexpert.model import VARIANTS
 from rdexpert.training.config import PRESETS
@@ -214,9 +213,8 @@ class FineTuneJob:
         if self.dataset.defect:
             self.status = "evaluating"
             self.eval_samples = evaluation_samples(self.dataset, config.holdout_fraction, config.seed)
-            self.metrics = evaluate_checkpoint(self.out, self.eval_samples, config.device)
+            self.metrics = evaluate_finetune(self.out, self.eval_samples, config.device)
             if self.metrics:
-                record_metrics(self.out, CheckpointInfo.from_config(read_config(self.out)).default_setting, self.metrics)
                 update_config(
                     self.out,
                     evaluation={
@@ -238,18 +236,21 @@ def evaluation_samples(dataset: UploadedDataset, holdout_fraction: float, seed: 
     return holdout + defects
 
 
-def evaluate_checkpoint(folder: Path, samples: list[Sample], device: str = "auto") -> dict:
-    from rdexpert.checkpoint.folder import load_checkpoint
-    from rdexpert.evaluation.evaluate import evaluate
+def evaluate_finetune(folder: Path, samples: list[Sample], device: str = "auto") -> dict:
+    """Evaluate the fine-tuned checkpoint on its held-out normals and uploaded defects (as the Predictor runs it)
+    and record the metrics in its config.json; {} when the samples lack one of the two kinds."""
+    from rdexpert.checkpoint.pretrained import Checkpoint
+    from rdexpert.evaluation.record import evaluate_checkpoint, finite_metrics
     from rdexpert.runtime import resolve_device
 
-    dev = resolve_device(device)
-    model, _ = load_checkpoint(folder, map_location=dev)
     if not any(s.label == 0 for s in samples) or not any(s.label == 1 for s in samples):
         return {}
-    result = evaluate(model, samples, dev, progress=False)
-    # NaN (e.g. pixel metrics when no defective image has a mask) is left out
-    return {k: float(v) for k, v in result.metrics.items() if math.isfinite(float(v))}
+    dev = resolve_device(device)
+    checkpoint = Checkpoint.from_pretrained(folder, map_location=dev)
+    result = evaluate_checkpoint(checkpoint, samples, device=dev, record={
+        "split": "held-out normal training images + uploaded defective images", "dataset": "uploaded",
+        "category": checkpoint.info.category})
+    return finite_metrics(result)
 
 
 def zip_checkpoint(folder: str | Path, archive: str | Path | None = None) -> Path:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
-from rdexpert.hub.resolve import list_categories
+from rdexpert.hub.resolve import list_repo_categories
 from rdexpert.model import VARIANTS
 
-# the paper's ablation ladder (DESIGN.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
+# the paper's ablation ladder (docs/design.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
 ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.skip != "plain")
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Entry:
 
     @property
     def public_ref(self) -> str:
-        """Where the checkpoint comes from, as the page may show it: a Hub reference, else the folder name."""
+        """Where the checkpoint comes from, as the page may show it: a Hub address, else the folder name."""
         if self.source == "hub":
             return self.ref
         return self.folder.name if self.folder is not None else Path(self.ref).name
@@ -210,7 +210,7 @@ class Registry:
         """Every category of a Hub repository ``ORG/NAME[@REV]``, from its config.json files alone (offline: from the
         local Hugging Face cache); a category's weights are fetched when it is first chosen, from the same commit."""
         try:
-            snapshot, categories = list_categories(repo)
+            snapshot, categories = list_repo_categories(repo)
         except Exception as error:  # HubError says what to do; anything else (a dropped connection) gets its type
             why = str(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {error}"
             self.messages.append(f"Could not list the Hub repository `{repo}`: {public_text(why)}")

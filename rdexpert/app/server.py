@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from rdexpert.app.registry import Registry, public_text
+from rdexpert.cli.flags import add_backend, add_device
 
 DEMO_CATEGORY = "metal_plate"
 HUB_ENV = "RDEXPERT_HUB_REPO"
@@ -47,10 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link (needs the internet)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
-                        help="onnxruntime: Inspect runs ONNX Runtime on the CPU (faster; one-off export per checkpoint, "
-                             "cached in ~/.cache/rdexpert/onnx); the walkthrough's switches always run in torch")
+    add_device(parser)
+    add_backend(parser)  # Inspect only: the walkthrough's switches always run in torch
     parser.add_argument("--workdir", default=None, help="where fine-tune uploads and checkpoints go (default runs/app)")
     parser.add_argument(
         "--workdir-budget-mb",

@@ -2,7 +2,8 @@
 
 The switches (reference teacher/expert, GII gate) need no retraining, so every
 panel is the same checkpoint run with other arguments; the variants are other
-checkpoints of the same category, found in the registry.
+checkpoints of the same category, found in the registry. The image is a clicked
+example or the one selected in Inspect (its :class:`InspectState`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from rdexpert.app import views
 from rdexpert.app.common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery
 from rdexpert.app.diagram import DIAGRAM, DIAGRAM_CAPTION
 from rdexpert.app.registry import ABLATION_VARIANTS, Entry, Registry, public_text
+from rdexpert.app.inspection import InspectState, read_image
 from rdexpert.app.sessions import Sessions
-from rdexpert.app.tab_inspect import InspectState, read_image
 from rdexpert.app.uploads import UploadError
 from rdexpert.checkpoint.folder import CheckpointError
 from rdexpert.model import GATES, REFERENCES, VARIANTS, capture_gates
@@ -135,14 +136,12 @@ def variant_comparison(registry: Registry, entry: Entry, source):
     )
 
 
-def walkthrough(registry: Registry, key: str | None, state: InspectState | None, source):
-    """(message, 4 overlays, 4 texts, gates gallery, gates text, custom overlay, custom text, variants gallery,
-    variants text)."""
-    blank = [None] * len(WALKTHROUGH) + [""] * len(WALKTHROUGH) + [None, ""]
+def walkthrough(tab: AblationsTab, registry: Registry, key: str | None, state: InspectState | None, source):
+    """Every component of ``tab.outputs``: message, the walkthrough's overlays and texts, gates gallery and text,
+    custom overlay and text, variants gallery and text."""
     src = ablation_source(state, source)
     if not key or src is None:
-        message = views.message_html("Pick an image: inspect one first, or click an example above.", "info")
-        return (message, *blank, None, "", None, "")
+        return _blank(tab, views.message_html("Pick an image: inspect one first, or click an example above.", "info"))
     try:
         entry = registry.get(key)
         predictor = registry.predictor(key)
@@ -150,58 +149,74 @@ def walkthrough(registry: Registry, key: str | None, state: InspectState | None,
         panels, (gates, gates_text) = switch_panels(predictor, entry, image)
         variants_gallery, variants_text = variant_comparison(registry, entry, image)
     except UploadError as error:
-        return (views.message_html(str(error), "error"), *blank, None, "", None, "")
+        return _blank(tab, views.message_html(str(error), "error"))
     except (CheckpointError, KeyError) as error:
-        return (views.message_html(f"Checkpoint error: {public_text(error)}", "error"), *blank, None, "", None, "")
+        return _blank(tab, views.message_html(f"Checkpoint error: {public_text(error)}", "error"))
     except Exception as error:
         log.exception("ablation walkthrough failed (checkpoint %r)", key)
-        return (views.message_html(failure_message(error), "error"), *blank, None, "", None, "")
+        return _blank(tab, views.message_html(failure_message(error), "error"))
     custom, custom_text = panels[0]
     name = Path(src).name if isinstance(src, (str, Path)) else "the Inspect image"
-    return (
-        views.message_html(f"Image: {name} · checkpoint: {key} (variant {entry.variant})", "info"),
-        *[p[0] for p in panels],
-        *[p[1] for p in panels],
-        gates,
-        gates_text,
-        custom,
-        custom_text,
-        variants_gallery,
-        variants_text,
-    )
+    return {
+        tab.message: views.message_html(f"Image: {name} · checkpoint: {key} (variant {entry.variant})", "info"),
+        **dict(zip(tab.images, [p[0] for p in panels], strict=True)),
+        **dict(zip(tab.texts, [p[1] for p in panels], strict=True)),
+        tab.gates: gates,
+        tab.gates_text: gates_text,
+        tab.custom: custom,
+        tab.custom_text: custom_text,
+        tab.variants: variants_gallery,
+        tab.variants_text: variants_text,
+    }
+
+
+def _blank(tab: AblationsTab, message: str) -> dict:
+    """Every component of ``tab.outputs`` emptied, and ``message``."""
+    pictures = {picture: None for picture in (*tab.images, tab.gates, tab.custom, tab.variants)}
+    texts = {text: "" for text in (*tab.texts, tab.gates_text, tab.custom_text, tab.variants_text)}
+    return {tab.message: message, **pictures, **texts}
 
 
 def walkthrough_example(
-    sessions: Sessions, example_paths: list[str], key, state, evt: gr.SelectData, request: gr.Request | None = None
+    tab: AblationsTab,
+    sessions: Sessions,
+    example_paths: list[str],
+    key,
+    state,
+    evt: gr.SelectData,
+    request: gr.Request | None = None,
 ):
     """A clicked example becomes the tab's image (kept for the radio buttons)."""
     path = example_paths[evt.index]
-    return (path, *walkthrough(sessions.registry_for(request), key, state, path))
+    return {tab.source: path, **walkthrough(tab, sessions.registry_for(request), key, state, path)}
 
 
-def walkthrough_inspect(sessions: Sessions, key, state, request: gr.Request | None = None):
-    return (None, *walkthrough(sessions.registry_for(request), key, state, None))
+def walkthrough_inspect(tab: AblationsTab, sessions: Sessions, key, state, request: gr.Request | None = None):
+    return {tab.source: None, **walkthrough(tab, sessions.registry_for(request), key, state, None)}
 
 
-def custom_combination(registry: Registry, key, state, source, reference: str, gate: str):
+def custom_combination(tab: AblationsTab, registry: Registry, key, state, source, reference: str, gate: str):
+    """The chosen switch setting: ``tab.custom`` and ``tab.custom_text``."""
     src = ablation_source(state, source)
     if not key or src is None:
-        return None, "Pick an image first."
+        return {tab.custom: None, tab.custom_text: "Pick an image first."}
     try:
-        return one_panel(registry.predictor(key), registry.get(key), pixels(src), reference, gate)
+        picture, text = one_panel(registry.predictor(key), registry.get(key), pixels(src), reference, gate)
     except UploadError as error:
-        return None, str(error)
+        picture, text = None, str(error)
     except (CheckpointError, KeyError) as error:
-        return None, f"Checkpoint error: {public_text(error)}"
+        picture, text = None, f"Checkpoint error: {public_text(error)}"
     except Exception as error:
         log.exception("ablation panel failed (checkpoint %r)", key)
-        return None, failure_message(error)
+        picture, text = None, failure_message(error)
+    return {tab.custom: picture, tab.custom_text: text}
 
 
 def custom_selected(
-    sessions: Sessions, key, state, source, reference: str, gate: str, request: gr.Request | None = None
+    tab: AblationsTab, sessions: Sessions, key, state, source, reference: str, gate: str,
+    request: gr.Request | None = None,
 ):
-    return custom_combination(sessions.registry_for(request), key, state, source, reference, gate)
+    return custom_combination(tab, sessions.registry_for(request), key, state, source, reference, gate)
 
 
 @dataclass
@@ -211,8 +226,21 @@ class AblationsTab:
     run: gr.Button
     reference: gr.Radio
     gate: gr.Radio
-    outputs: list  # what walkthrough() returns, in order
-    custom: list  # what custom_combination() returns
+    message: gr.HTML
+    images: tuple[gr.Image, ...]  # the walkthrough's overlays, one per WALKTHROUGH setting
+    texts: tuple[gr.Markdown, ...]  # and their texts
+    gates: gr.Gallery
+    gates_text: gr.Markdown
+    custom: gr.Image  # the setting chosen with the radio buttons
+    custom_text: gr.Markdown
+    variants: gr.Gallery
+    variants_text: gr.Markdown
+
+    @property
+    def outputs(self) -> list:
+        """What walkthrough() fills."""
+        return [self.message, *self.images, *self.texts, self.gates, self.gates_text, self.custom,
+                self.custom_text, self.variants, self.variants_text]
 
 
 def build(cfg: AppConfig) -> AblationsTab:
@@ -256,22 +284,22 @@ def build(cfg: AppConfig) -> AblationsTab:
         "Variants (same image, each with its own calibration)", "rdx-abl-variants", columns=5, height=280
     )
     variants_text = gr.Markdown(elem_id="rdx-abl-variants-text")
-    outputs = [message, *images, *texts, gates, gates_text, custom, custom_text, variants, variants_text]
-    return AblationsTab(source, examples, run, reference, gate, outputs, [custom, custom_text])
+    return AblationsTab(source, examples, run, reference, gate, message, tuple(images), tuple(texts), gates,
+                        gates_text, custom, custom_text, variants, variants_text)
 
 
 def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_state: gr.State) -> None:
     sessions = cfg.sessions
     # internal to the page (they read the Inspect state): not API endpoints
     tab.run.click(
-        bind(walkthrough_inspect, sessions),
+        bind(walkthrough_inspect, tab, sessions),
         [checkpoint, inspect_state],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
         api_visibility="private",
     )
     tab.examples.select(
-        bind(walkthrough_example, sessions, cfg.example_paths),
+        bind(walkthrough_example, tab, sessions, cfg.example_paths),
         [checkpoint, inspect_state],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
@@ -279,9 +307,9 @@ def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_sta
     )
     for radio in (tab.reference, tab.gate):
         radio.change(
-            bind(custom_selected, sessions),
+            bind(custom_selected, tab, sessions),
             [checkpoint, inspect_state, tab.source, tab.reference, tab.gate],
-            tab.custom,
+            [tab.custom, tab.custom_text],
             concurrency_id="inspect",
             api_visibility="private",
         )

@@ -62,10 +62,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or "model"
 
 
-def checkpoint_choices(registry: Registry):
-    """Fresh choices for the checkpoint picker and the "Start from" list (after a fine-tune, on page load)."""
+def checkpoint_choices(checkpoint: gr.Dropdown, base: gr.Dropdown, registry: Registry) -> dict:
+    """Fresh choices for the checkpoint picker and the "Start from" list ``base`` (after a fine-tune, on page
+    load)."""
     choices = registry.choices()
-    return gr.Dropdown(choices=choices), gr.Dropdown(choices=[PRETRAINED_CHOICE] + choices)
+    return {checkpoint: gr.Dropdown(choices=choices), base: gr.Dropdown(choices=[PRETRAINED_CHOICE] + choices)}
 
 
 def _settings(registry: Registry, base, warm, variant, size, iterations, name) -> tuple[FineTuneSettings, str]:
@@ -139,7 +140,13 @@ def progress_line(snap: dict) -> str:
     )
 
 
+def _shown(tab: FineTuneTab, status: str, plot=None, result: str = "", download: str | None = None) -> dict:
+    """Every component of ``tab.outputs``."""
+    return {tab.status: status, tab.plot: plot, tab.metrics: result, tab.download: download}
+
+
 def finetune(
+    tab: FineTuneTab,
     cfg: AppConfig,
     normal,
     defect,
@@ -152,12 +159,13 @@ def finetune(
     warm: bool = False,
     request: gr.Request | None = None,
 ):
-    """Yields (status html, loss plot, result markdown, archive) until the job ends."""
+    """Yields ``tab``'s status html, loss plot, result markdown and archive until the job ends (while it runs
+    only the status and, now and then, the plot)."""
     session = cfg.sessions.get(request)
     registry = session.registry
     job_id = f"{slug(name)}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     if not normal:
-        yield (views.message_html("Upload normal images (or a .zip) first.", "error"), None, "", None)
+        yield _shown(tab, views.message_html("Upload normal images (or a .zip) first.", "error"))
         return
     try:  # keep the workdir within its budget: finished sessions' folders, oldest first
         max_age = cfg.workdir_max_age_hours
@@ -168,19 +176,17 @@ def finetune(
     try:
         dataset = prepare_dataset(session.folder / "uploads" / job_id, normal, defect, masks, cfg.upload_limits)
     except UploadError as error:
-        yield (views.message_html(f"Upload refused: {error}", "error"), None, "", None)
+        yield _shown(tab, views.message_html(f"Upload refused: {error}", "error"))
         return
     except OSError as error:
         log.exception("could not store an upload in %s", session.folder)
         reason = error.strerror or type(error).__name__
-        yield (
+        yield _shown(
+            tab,
             views.message_html(
                 f"The server could not store your upload ({reason}); try again later or with fewer images.",
                 "error",
             ),
-            None,
-            "",
-            None,
         )
         return
     try:
@@ -189,7 +195,7 @@ def finetune(
     except (KeyError, ValueError) as error:
         shutil.rmtree(dataset.root, ignore_errors=True)
         text = f"Start from: unknown checkpoint `{base}`." if isinstance(error, KeyError) else str(error)
-        yield (views.message_html(text, "error"), None, "", None)
+        yield _shown(tab, views.message_html(text, "error"))
         return
     job = FineTuneJob(settings, dataset, session.folder / "finetuned" / job_id)
     previous = session.job
@@ -210,7 +216,7 @@ def finetune(
             if time.perf_counter() - last_plot > PLOT_SECONDS and snap["history"]["iteration"]:
                 plot, last_plot = views.loss_figure(snap["history"]), time.perf_counter()
             progress = progress_line(snap)
-            yield (progress + f'<div class="rdx-small">{about}</div>', plot, gr.skip(), gr.skip())
+            yield {tab.status: progress + f'<div class="rdx-small">{about}</div>', tab.plot: plot}
             time.sleep(POLL_SECONDS)
     finally:
         if job.running:  # the page went away: stop the training thread too
@@ -221,15 +227,16 @@ def finetune(
     progress = progress_line(snap)
     if job.status == "cancelled":
         message = views.message_html(f"Cancelled at iteration {snap['iteration']}. {about}", "warning")
-        yield (progress + message, plot, "", None)
+        yield _shown(tab, progress + message, plot)
         return
     if job.status != "done":
         message = f"Fine-tuning failed: {job.error}. The details were written to the server's log."
-        yield (progress + views.message_html(message, "error"), plot, "", None)
+        yield _shown(tab, progress + views.message_html(message, "error"), plot)
         return
     entry = registry.add_local(job.out, source="fine-tuned", name=settings.name)
     entry.eval_samples, entry.archive = job.eval_samples or None, job.archive
-    yield (
+    yield _shown(
+        tab,
         progress + views.message_html(f"Done in {snap['elapsed']:.0f} s. {about}", "ok"),
         plot,
         _finished_text(entry, job, snap["metrics"], bool(dataset.defect)),
@@ -237,8 +244,8 @@ def finetune(
     )
 
 
-def finetune_done(sessions: Sessions, request: gr.Request | None = None):
-    return checkpoint_choices(sessions.registry_for(request))
+def finetune_done(checkpoint: gr.Dropdown, base: gr.Dropdown, sessions: Sessions, request: gr.Request | None = None):
+    return checkpoint_choices(checkpoint, base, sessions.registry_for(request))
 
 
 def cancel(sessions: Sessions, request: gr.Request | None = None):
@@ -255,8 +262,16 @@ class FineTuneTab:
     inputs: list  # normal, defect, masks, base, variant, size, iterations, name, warm: finetune()'s inputs
     start: gr.Button
     cancel: gr.Button
-    outputs: list  # status, plot, metrics, download: what finetune() yields
+    status: gr.HTML
+    plot: gr.Plot
+    metrics: gr.Markdown  # the result
+    download: gr.File
     uploads: list  # (file input, its count) per upload
+
+    @property
+    def outputs(self) -> list:
+        """What finetune() fills."""
+        return [self.status, self.plot, self.metrics, self.download]
 
     @property
     def base(self) -> gr.Dropdown:
@@ -328,13 +343,13 @@ def build(cfg: AppConfig) -> FineTuneTab:
     metrics = gr.Markdown(elem_id="rdx-ft-metrics")
     download = gr.File(label="Checkpoint folder (zip)", interactive=False, elem_id="rdx-ft-download")
     inputs = [normal, defect, masks, base, variant, size, iterations, name, warm]
-    return FineTuneTab(inputs, start, stop, [status, plot, metrics, download], uploads)
+    return FineTuneTab(inputs, start, stop, status, plot, metrics, download, uploads)
 
 
 def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
     # none of these is an API endpoint: they act on the browser session's own files and jobs
     event = tab.start.click(
-        bind(finetune, cfg),
+        bind(finetune, tab, cfg),
         tab.inputs,
         tab.outputs,
         concurrency_id="finetune",
@@ -343,8 +358,11 @@ def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
         api_visibility="private",
     )
     event.then(
-        bind(finetune_done, cfg.sessions), outputs=[checkpoint, tab.base], queue=False, api_visibility="private"
+        bind(finetune_done, checkpoint, tab.base, cfg.sessions),
+        outputs=[checkpoint, tab.base],
+        queue=False,
+        api_visibility="private",
     )
-    tab.cancel.click(bind(cancel, cfg.sessions), outputs=tab.outputs[0], queue=False, api_visibility="private")
+    tab.cancel.click(bind(cancel, cfg.sessions), outputs=tab.status, queue=False, api_visibility="private")
     for files, count in tab.uploads:
         files.change(upload_summary, files, count, queue=False, api_visibility="private")

@@ -1,10 +1,16 @@
 """The Gradio page: a header with the checkpoint picker, then the Inspect, Ablations, Fine-tune and Evaluate tabs.
 
 Each tab lives in its own module (``tab_*.py``: components, handlers, wiring);
-this module only puts them in one ``gr.Blocks`` and connects what crosses tabs
-(the checkpoint picker, the Inspect state and threshold, switching tabs), and
-the browser session's lifetime: a page's fine-tunes are listed only in that
-page, and forgotten when it closes (:mod:`rdexpert.app.sessions`).
+tabs never import each other: what two tabs share lives in a module of its own
+(:mod:`rdexpert.app.inspection`, :mod:`rdexpert.app.common`). This module only
+puts the tabs in one ``gr.Blocks`` and connects what crosses tabs (the
+checkpoint picker, the Inspect state and threshold, switching tabs), and the
+browser session's lifetime: a page's fine-tunes are listed only in that page,
+and forgotten when it closes (:mod:`rdexpert.app.sessions`).
+
+Handlers with several outputs return ``{component: value}`` (those left out
+keep their value), so adding an output never means counting positions; the
+components are bound to the handler as its first arguments (:func:`bind`).
 
 Only Inspect on uploaded images and Evaluate are API endpoints; every other
 event (page load, redraws, fine-tune, cancel) is ``api_visibility="private"``.
@@ -13,6 +19,7 @@ event (page load, redraws, fine-tune, cancel) is ``api_visibility="private"``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -22,7 +29,7 @@ from rdexpert.app import header, tab_ablations, tab_evaluate, tab_finetune, tab_
 from rdexpert.app.common import AppConfig, bind  # noqa: E402
 from rdexpert.app.sessions import Sessions  # noqa: E402
 
-__all__ = ["AppConfig", "CSS", "build_demo"]
+__all__ = ["AppConfig", "CSS", "Page", "build_demo"]
 
 CSS = """
 .rdx-verdict {padding: 4px 0}
@@ -44,10 +51,23 @@ CSS = """
 """
 
 
-def refresh(sessions: Sessions, request: gr.Request | None = None):
-    """On page load: the checkpoints this page may use (shared ones, its own fine-tunes), and the messages."""
+@dataclass
+class Page:
+    """The page's parts, kept on the demo as ``demo.rdx_page`` (tests call handlers with its components)."""
+
+    header: header.Header
+    tabs: gr.Tabs
+    inspect: tab_inspect.InspectTab
+    ablations: tab_ablations.AblationsTab
+    finetune: tab_finetune.FineTuneTab
+    evaluate: tab_evaluate.EvaluateTab
+
+
+def refresh(top: header.Header, base: gr.Dropdown, sessions: Sessions, request: gr.Request | None = None):
+    """On page load: the checkpoints this page may use (shared ones, its own fine-tunes) in the picker and in
+    Fine-tune's "Start from" list ``base``, and the messages."""
     registry = sessions.registry_for(request)
-    return (*tab_finetune.checkpoint_choices(registry), header.banner(registry))
+    return {**tab_finetune.checkpoint_choices(top.checkpoint, base, registry), top.banner: header.banner(registry)}
 
 
 def close_session(sessions: Sessions, request: gr.Request | None = None) -> None:
@@ -71,7 +91,7 @@ def build_demo(cfg: AppConfig) -> gr.Blocks:
                 evaluate = tab_evaluate.build(cfg)
 
         demo.load(
-            bind(refresh, sessions),
+            bind(refresh, top, finetune.base, sessions),
             outputs=[top.checkpoint, finetune.base, top.banner],
             queue=False,
             api_visibility="private",
@@ -87,6 +107,7 @@ def build_demo(cfg: AppConfig) -> gr.Blocks:
         tab_inspect.wire(inspect, cfg, top.checkpoint, top.checkpoint_info)
         tab_ablations.wire(ablations, cfg, top.checkpoint, inspect_state)
         tab_finetune.wire(finetune, cfg, top.checkpoint)
-        tab_evaluate.wire(evaluate, cfg, top.checkpoint, tabs, inspect.threshold, inspect.outputs)
+        tab_evaluate.wire(evaluate, cfg, top.checkpoint, tabs, inspect.threshold, inspect.view)
     demo.rdx_config = cfg  # for tests and the launcher
+    demo.rdx_page = Page(top, tabs, inspect, ablations, finetune, evaluate)
     return demo

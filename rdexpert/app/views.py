@@ -14,7 +14,7 @@ from rdexpert.model import VARIANTS
 
 SCALE_NAMES = ("1/4 (stride 4)", "1/8 (stride 8)", "1/16 (stride 16)")
 
-# One or two sentences per inference-time switch (DESIGN.md §3.4), shown under each ablation panel.
+# One or two sentences per inference-time switch (docs/design.md §3.4), shown under each ablation panel.
 SWITCH_TEXT = {
     ("teacher", "gated"): "The default: the student is compared with the trained teacher, and GII injects teacher "
     "detail only where student and teacher agree. This is what Inspect shows.",
@@ -148,11 +148,6 @@ def difference_line(normalized_map: np.ndarray, default_map: np.ndarray) -> str:
         f"Difference from the default map (|this − teacher · gated|, calibrated units, threshold 0.5): "
         f"mean **{diff.mean():.3f}**, max **{diff.max():.3f}**."
     )
-
-
-def colorbar(width: int = 256, height: int = 14) -> np.ndarray:
-    ramp = np.tile(np.linspace(0, 1, width, dtype=np.float32), (height, 1))
-    return heatmap(ramp, 0.0, 1.0)
 
 
 def verdict_html(

@@ -246,13 +246,13 @@ def load_checkpoint(
     token: str | None = None,
     cache_dir: str | Path | None = None,
 ) -> tuple[ExpertTeacherStudent, dict]:
-    """Rebuild the model from a checkpoint folder or a Hub reference ``ORG/NAME/CATEGORY[@REVISION]``.
+    """Rebuild the model from a checkpoint folder or a Hub address ``ORG/NAME/CATEGORY[@REVISION]``.
 
     Every stored tensor must match the rebuilt model by name and shape, and the
     config's backbone facts must match the rebuilt backbone. ``pretrained_expert``
     None rebuilds the expert as it was trained (config ``backbone.pretrained``).
     The returned config gains a ``source`` entry saying where it was read from. ``token`` and ``cache_dir`` go
-    to huggingface_hub for a Hub reference. :class:`rdexpert.checkpoint.pretrained.Checkpoint` wraps the result.
+    to huggingface_hub for a Hub address. :class:`rdexpert.checkpoint.pretrained.Checkpoint` wraps the result.
     """
     folder, source = resolve_checkpoint(ref, cache_dir=cache_dir, token=token)
     config = read_config(folder)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from rdexpert.checkpoint.folder import CheckpointInfo, load_checkpoint, save_checkpoint
-from rdexpert.hub.resolve import hub_reference
+from rdexpert.hub.resolve import hub_address
 from rdexpert.model import ExpertTeacherStudent
 
 # sections save_checkpoint writes from the model itself; the rest of config.json is carried over by save_pretrained
@@ -34,10 +34,10 @@ class Checkpoint:
     def from_pretrained(cls, ref: str | Path, *, subfolder: str | None = None, revision: str | None = None,
                         token: str | None = None, cache_dir: str | Path | None = None,
                         map_location: str | torch.device = "cpu", pretrained_expert: bool | None = None) -> "Checkpoint":
-        """A local checkpoint folder or a Hub reference ``ORG/NAME/CATEGORY[@REVISION]`` (or ``ORG/NAME`` with
+        """A local checkpoint folder or a Hub address ``ORG/NAME/CATEGORY[@REVISION]`` (or ``ORG/NAME`` with
         ``subfolder=`` and ``revision=``). ``pretrained_expert`` None rebuilds the expert as it was trained."""
         if subfolder is not None or revision is not None:
-            ref = hub_reference(str(ref), subfolder, revision)
+            ref = hub_address(str(ref), subfolder, revision)
         model, config = load_checkpoint(ref, pretrained_expert=pretrained_expert, map_location=map_location,
                                         token=token, cache_dir=cache_dir)
         return cls(model, config)

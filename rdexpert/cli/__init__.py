@@ -1,7 +1,7 @@
 """The ``rdexpert`` command: train, test, predict, export and push, in the vocabulary anomalib users know.
 
 Wherever a checkpoint is taken (``--checkpoint``) it may be a local folder or a
-Hugging Face Hub reference ``ORG/NAME/CATEGORY[@REVISION]`` (see rdexpert.hub.resolve).
+Hugging Face Hub address ``ORG/NAME/CATEGORY[@REVISION]`` (see rdexpert.hub.resolve).
 An error is one line (``rdexpert COMMAND: error: ...``, exit status 2), checked before
 any compute where it can be (an output folder that cannot be written or is full);
 set RDEXPERT_DEBUG=1 for the full traceback.

@@ -71,7 +71,7 @@ def run_test(args) -> None:
                                             map_location=device)
     if args.save_metrics and not checkpoint.is_local:
         raise ValueError("--save-metrics writes into the checkpoint's config.json, so it needs a local checkpoint "
-                         f"folder, not the Hub reference {args.checkpoint}")
+                         f"folder, not the Hub address {args.checkpoint}")
     category = args.category or checkpoint.info.category
     samples = list_samples(args.data_root, category, "test", layout=args.layout)
     result = evaluate_checkpoint(checkpoint, samples, device=device, reference=args.reference, gate=args.gate,

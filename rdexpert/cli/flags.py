@@ -18,7 +18,7 @@ from rdexpert.model import GATES, REFERENCES
 from rdexpert.training.config import TrainConfig
 from rdexpert.training.recipe import parse_overrides
 
-CHECKPOINT_HELP = "checkpoint folder, or Hub reference ORG/NAME/CATEGORY[@REVISION]"
+CHECKPOINT_HELP = "checkpoint folder, or Hub address ORG/NAME/CATEGORY[@REVISION]"
 # TrainConfig fields whose flags every data command shares (add_data_flags), not only train
 DATA_FIELDS = ("data_root", "category", "out", "layout", "device")
 FOLDER_FLAGS = ("normal_dir", "abnormal_dir", "mask_dir", "normal_test_dir", "normal_split_ratio")

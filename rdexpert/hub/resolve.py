@@ -1,11 +1,11 @@
-"""Resolving Hub references to local checkpoint folders (what loading needs; no publishing here).
+"""Resolving Hub addresses to local checkpoint folders (what loading needs; no publishing here).
 
 A checkpoint is named either by a local folder or by ``ORG/NAME/CATEGORY[@REVISION]``
 (REVISION: a branch, tag or commit; default ``main``). huggingface_hub's
 ``snapshot_download`` resolves the revision to one commit and fetches only that
 commit's ``CATEGORY/*`` files, so the files always belong together even if the
 branch moves meanwhile; the commit is reported in ``config["source"]``, and
-``@<commit>`` pins it for good. :func:`list_categories` lists a repo's categories
+``@<commit>`` pins it for good. :func:`list_repo_categories` lists a repo's categories
 the same way, from their ``config.json`` files alone (the app's menu).
 
 Offline (``HF_HUB_OFFLINE=1``) or with the Hub unreachable, the local Hugging
@@ -28,7 +28,7 @@ from rdexpert.checkpoint.format import CONFIG_NAME, CheckpointError
 logger = logging.getLogger(__name__)
 
 NAME = r"[A-Za-z0-9][\w.-]*"
-REFERENCE = re.compile(rf"^(?P<repo_id>{NAME}/{NAME})/(?P<category>{NAME})(?:@(?P<revision>[^\s@]+))?$")
+ADDRESS = re.compile(rf"^(?P<repo_id>{NAME}/{NAME})/(?P<category>{NAME})(?:@(?P<revision>[^\s@]+))?$")
 # a partly downloaded snapshot; huggingface_hub versions before this error raise LocalEntryNotFoundError instead
 _NOT_CACHED = (LocalEntryNotFoundError, getattr(errors, "IncompleteSnapshotError", LocalEntryNotFoundError))
 
@@ -38,7 +38,7 @@ class HubError(CheckpointError):
 
 
 @dataclass(frozen=True)
-class HubReference:
+class HubAddress:
     """``ORG/NAME/CATEGORY@REVISION``: a category subfolder of a model repo at one revision."""
 
     repo_id: str
@@ -49,23 +49,23 @@ class HubReference:
         return f"{self.repo_id}/{self.category}@{self.revision}"
 
 
-def parse_reference(ref: str) -> HubReference | None:
-    """The Hub reference ``ref`` spells, or None when it is not of the form ``ORG/NAME/CATEGORY[@REVISION]``."""
-    match = REFERENCE.match(str(ref))
+def parse_hub_address(ref: str) -> HubAddress | None:
+    """The Hub address ``ref`` spells, or None when it is not of the form ``ORG/NAME/CATEGORY[@REVISION]``."""
+    match = ADDRESS.match(str(ref))
     if match is None:
         return None
-    return HubReference(match["repo_id"], match["category"], match["revision"] or "main")
+    return HubAddress(match["repo_id"], match["category"], match["revision"] or "main")
 
 
-def hub_reference(repo: str, subfolder: str | None = None, revision: str | None = None) -> str:
+def hub_address(repo: str, subfolder: str | None = None, revision: str | None = None) -> str:
     """``ORG/NAME`` + category subfolder + revision as one reference ``ORG/NAME/CATEGORY[@REVISION]`` (checked)."""
     if "@" in repo and revision is not None:
         raise ValueError(f"{repo!r} already names a revision; pass it in one place only")
     ref = f"{repo.strip('/')}/{subfolder.strip('/')}" if subfolder else repo
     if revision:
         ref = f"{ref}@{revision}"
-    if parse_reference(ref) is None:
-        raise ValueError(f"{ref!r} is not a Hub reference ORG/NAME/CATEGORY[@REVISION]: give repo 'ORG/NAME' "
+    if parse_hub_address(ref) is None:
+        raise ValueError(f"{ref!r} is not a Hub address ORG/NAME/CATEGORY[@REVISION]: give repo 'ORG/NAME' "
                          "and the category as subfolder=")
     return ref
 
@@ -75,15 +75,15 @@ def resolve_checkpoint(
 ) -> tuple[Path, dict]:
     """A local checkpoint folder for ``ref`` and a ``source`` record (where it came from, which commit).
 
-    An existing local path always wins over a Hub reference of the same spelling.
+    An existing local path always wins over a Hub address of the same spelling.
     """
     path = Path(ref).expanduser()
     if path.exists():
         return path, {"type": "local", "path": str(path.resolve())}
-    hub = parse_reference(str(ref))
+    hub = parse_hub_address(str(ref))
     if hub is None:
         raise CheckpointError(
-            f"checkpoint {str(ref)!r} is neither an existing folder nor a Hub reference ORG/NAME/CATEGORY[@REVISION]"
+            f"checkpoint {str(ref)!r} is neither an existing folder nor a Hub address ORG/NAME/CATEGORY[@REVISION]"
         )
     snapshot = _snapshot(hub.repo_id, hub.revision, f"{hub.category}/*", str(hub), cache_dir, endpoint, token,
                          local_hint=f"; also, there is no local folder {str(ref)!r}")
@@ -99,7 +99,7 @@ def resolve_checkpoint(
     return folder, source
 
 
-def list_categories(
+def list_repo_categories(
     repo: str, cache_dir: str | Path | None = None, endpoint: str | None = None, token: str | None = None
 ) -> tuple[Path, list[str]]:
     """The categories of the model repo ``ORG/NAME[@REVISION]`` and the snapshot of one commit holding their

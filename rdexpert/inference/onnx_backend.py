@@ -28,7 +28,7 @@ from rdexpert.inference.export import OPSET, export_onnx, optional_module, outpu
 from rdexpert.model import ExpertTeacherStudent
 
 BACKENDS = ("torch", "onnxruntime")
-FORMAT = 1  # bump when the exported graph changes for the same weights (the cache key includes it)
+GRAPH_VERSION = 1  # bump when the exported graph changes for the same weights (the cache key includes it)
 
 
 def cache_dir() -> Path:
@@ -41,7 +41,7 @@ def model_key(model: ExpertTeacherStudent, pooled_expert: bool) -> str:
     """A hash of everything the exported graph depends on: weights, model config, outputs, torch and format."""
     digest = hashlib.sha256()
     settings = {"config": dataclasses.asdict(model.config), "pooled_expert": pooled_expert, "torch": torch.__version__,
-                "opset": OPSET, "format": FORMAT}
+                "opset": OPSET, "format": GRAPH_VERSION}
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     for name, tensor in model.state_dict().items():
         digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())

@@ -1,4 +1,4 @@
-"""Predictor: a trained checkpoint (local folder or Hub reference) applied to images, with calibrated decisions.
+"""Predictor: a trained checkpoint (local folder or Hub address) applied to images, with calibrated decisions.
 
 Images are read and fitted to the square input exactly as in training and testing (``rdexpert.data``:
 squashed, or padded with their aspect ratio kept, as the checkpoint's ``input_fit`` says),

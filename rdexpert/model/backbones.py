@@ -28,8 +28,6 @@ from torch import nn
 
 FEATURE_STRIDES = (4, 8, 16)
 
-PAPER_BACKBONE = "wide_resnet50_2"
-
 # timm model name -> (PyPI package, module, class exposing get_model_file_path()).
 OFFLINE_WHEELS = {
     "tf_efficientnet_lite0": (

@@ -17,6 +17,7 @@ from rdexpert.training.recipe import (
     DEFAULT_RECIPE,
     DEFAULT_SEED,
     LONG_SCHEDULE_CATEGORIES,
+    OLD_RECIPE_NAMES,
     PRE_RECIPE_SET,
     RECIPES,
     Recipe,
@@ -76,9 +77,10 @@ class TrainConfig:
     foreground: str | None = setting(None, "foreground mask for synthetic defects; default: chosen per category "
                                      "from its images (rdexpert.synthesis.foreground)", tuple(FOREGROUND_METHODS))
     layout: str = setting("auto", "dataset layout (default: guessed)")
-    recipe: str = setting(DEFAULT_RECIPE, "reference: the authors' released training and scoring, step for step; "
+    recipe: str = setting(DEFAULT_RECIPE, "released (old name: reference): the authors' released training and "
+                          "scoring, step for step; "
                           "improved (default): keeps the deviations measured better by bench/recipe.py (README "
-                          "'Reproducing the paper')", tuple(RECIPES))
+                          "'Reproducing the paper')", tuple(RECIPES) + tuple(OLD_RECIPE_NAMES))
     recipe_set: dict | None = setting(None, f"switch one choice of the recipe, NAME=VALUE (repeatable); NAME one of "
                                       f"{', '.join(CHOICES)}")
     holdout_fraction: float | None = setting(None, "share of the normal training images held out for the threshold "
@@ -95,10 +97,11 @@ class TrainConfig:
                                        "synthetic defects (default: iterations // 8; 0: only at the end)")
     health_draws: int = setting(2, "synthetic anomalies per held-out image in the health check")
     init_from: str | None = setting(None, "warm start: begin from this checkpoint's trained teacher and student "
-                                    "(folder or Hub reference; same backbone) instead of the expert and a fresh "
+                                    "(folder or Hub address; same backbone) instead of the expert and a fresh "
                                     "student (rdexpert.training.loop.warm_start)")
 
     def __post_init__(self):
+        self.recipe = OLD_RECIPE_NAMES.get(self.recipe, self.recipe)
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         recipe = self.resolved_recipe()
@@ -172,7 +175,7 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
         if "recipe" not in data:
-            known.update(recipe="reference", recipe_set=PRE_RECIPE_SET)
+            known.update(recipe="released", recipe_set=PRE_RECIPE_SET)
         elif isinstance(data.get("recipe_choices"), dict):  # a checkpoint's record: every choice as it trained,
             # even where the named recipe has changed since (e.g. the never-empty masks of row 9)
             choices = {k: v for k, v in data["recipe_choices"].items() if k in CHOICES}

@@ -175,7 +175,7 @@ def train_and_holdout(
 def list_dataset_categories(root: str | Path) -> list[str]:
     """The category folders of a dataset root on disk (``--category all``), sorted by name.
 
-    Not :func:`rdexpert.hub.list_categories`, which lists the categories of a checkpoint repo on the Hub.
+    Not :func:`rdexpert.hub.list_repo_categories`, which lists the categories of a checkpoint repo on the Hub.
     """
     root = _check_root(root)
     found = _categories_in(root)

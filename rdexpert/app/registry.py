@@ -33,7 +33,8 @@ ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.
 log = logging.getLogger(__name__)
 
 # an absolute path (POSIX or Windows) with at least one folder in it: /a/b/c.png, C:\\x\\y.zip
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"`<>|]+)+[/\\]([^\s/\\'\"`<>|]*)")
+# (an absolute path starts the text or follows a space, quote or bracket: not "org/name/cat", a Hub address)
+_PATH = re.compile(r"(?<![\w.@~-])(?:[A-Za-z]:)?(?:[/\\][^\s/\\'\"`<>|]+)+[/\\]([^\s/\\'\"`<>|]*)")
 # the same inside quotes, where it may hold spaces: '/srv/my uploads/a b.png'
 _QUOTED_PATH = re.compile(r"(['\"`])(?:[A-Za-z]:)?[/\\][^'\"`]*?([^/\\'\"`]*)\1")
 

@@ -33,3 +33,12 @@ def test_metrics_keyed_by_setting_are_read():
     assert flatten_metrics({"image_auroc": 0.9}) == {"image_auroc": 0.9}
     nested = {"expert/gated": {"image_auroc": 0.7}, "teacher/gated": {"image_auroc": 0.95, "aupro": 0.8}}
     assert flatten_metrics(nested) == {"image_auroc": 0.95, "aupro": 0.8}
+
+
+def test_messages_hide_server_paths_but_keep_hub_addresses():
+    from rdexpert.app.registry import public_text
+
+    assert public_text("org/name/metal_plate@abc is not cached") == "org/name/metal_plate@abc is not cached"
+    assert public_text("file /srv/data/uploads/a.png is broken") == "file a.png is broken"
+    assert public_text("'/srv/my uploads/a b.png' is broken") == "'a b.png' is broken"
+    assert public_text("(see /tmp/run/x/log.txt)") == "(see log.txt)"

@@ -224,3 +224,26 @@ def test_datasets_pad_images_masks_and_synthetic_anomalies(tiny_data):
         for key in ("image", "augmented"):  # a defect at the picture's edge is repeated into the padding too
             assert torch.equal(it[key][:, :6], it[key][:, 6:7].expand(-1, 6, -1))
             assert torch.equal(it[key][:, 58:], it[key][:, 57:58].expand(-1, 6, -1))
+
+
+def test_tiny_and_nan_images_are_refused_at_every_entry_point(tmp_path):
+    """A 1 x 1 file, PIL image or array, and a float image holding NaN, are refused, never scored as a flat colour."""
+    from PIL import Image
+
+    from rdexpert.data import MIN_SIDE, ImageLoadError, NotAPicture, load_image, to_rgb
+
+    tiny = save_image(tmp_path / "1x1.png", rgb_array(1, 1))
+    with pytest.raises(ImageLoadError, match=r"1x1\.png.*at least 2 x 2 pixels"):
+        load_image(tiny)
+    with pytest.raises(NotAPicture, match="at least"):
+        to_rgb(Image.new("RGB", (1, 1)))
+    with pytest.raises(NotAPicture, match="at least"):
+        to_rgb(rgb_array(1, 1))
+    nan = np.full((16, 16), np.nan, np.float32)
+    with pytest.raises(NotAPicture, match="finite"):
+        to_rgb(Image.fromarray(nan, mode="F"))
+    Image.fromarray(nan, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(ImageLoadError, match=r"nan\.tif.*finite"):
+        load_image(tmp_path / "nan.tif")
+    smallest = save_image(tmp_path / "ok.png", rgb_array(MIN_SIDE, MIN_SIDE))
+    assert load_image(smallest).shape == (MIN_SIDE, MIN_SIDE, 3)

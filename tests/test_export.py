@@ -114,3 +114,17 @@ def test_a_missing_export_extra_is_named_with_the_command_that_installs_it(monke
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if not installed: import raises ModuleNotFoundError
     with pytest.raises(RuntimeError, match=r'pip install "rdexpert\[export\]"'):
         optional_module("onnx")
+
+
+def test_an_impossible_opset_is_one_line_before_any_exporter_runs(tiny_checkpoint, tmp_path, capfd):
+    from rdexpert.checkpoint.pretrained import Checkpoint
+
+    model = Checkpoint.from_pretrained(tiny_checkpoint).model
+    with pytest.raises(ValueError, match=r"opset 999 is not one this ONNX .* writes: choose 11 to \d+"):
+        export_onnx(model, tmp_path / "x.onnx", opset=999)
+    assert "Traceback" not in capfd.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_the_metadata_says_how_to_prepare_the_input(onnx_file):
+    text = onnx_metadata(onnx_file)["input"]
+    assert f"S = {SIZE}" in text and "PIL" in text and "[0, 1]" in text

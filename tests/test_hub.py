@@ -194,7 +194,8 @@ def test_zoo_dry_run_stages_the_whole_repo_with_one_card(zoo_run, tmp_path, caps
     card = ModelCard.load(out / "README.md")  # huggingface_hub's own parser, model-index back to EvalResults
     data = card.data
     assert (data.license, data.library_name, data.pipeline_tag) == ("cc-by-nc-sa-4.0", "rdexpert", "image-segmentation")
-    assert data.base_model == "timm/tf_efficientnet_lite0.in1k" and data.datasets == ["mpdd"]
+    assert data.base_model == "timm/tf_efficientnet_lite0.in1k"
+    assert data.datasets is None  # a local folder name ("mpdd") is not a Hub dataset id: only --dataset-id names one
     results = {(r.dataset_config, r.metric_type): r for r in data.eval_results}
     assert {category for category, _ in results} == set(ZOO) and len(results) == 12  # 6 metrics each
     assert {key: results[key].metric_value for key in EXPECTED} == EXPECTED
@@ -282,3 +283,13 @@ def test_card_says_in_plain_words_when_the_calibration_expects_most_defects_miss
     update_config(folder, calibration=calibration)
     text = (stage_checkpoint(folder, tmp_path / "card", REPO, license="mit") / "README.md").read_text()
     assert "40 of 40 faint ones" in text and "expect this model to miss many real defects" in text
+
+
+def test_the_card_names_the_dataset_the_user_gives(zoo_run, tmp_path):
+    out = tmp_path / "with_id"
+    assert main(["push", "--checkpoint", str(zoo_run), "--repo", "demo/rdexpert-zoo", "--dataset-id",
+                 "acme/mpdd-plates", "--dry-run", str(out)]) == 0
+    data = ModelCard.load(out / "README.md").data
+    assert data.datasets == ["acme/mpdd-plates"]
+    assert {r.dataset_type for r in data.eval_results} == {"acme/mpdd-plates"}
+    assert ModelCard.load(out / "plate_rd" / "README.md").data.datasets == ["acme/mpdd-plates"]

@@ -68,14 +68,15 @@ class Checkpoint:
         return save_checkpoint(self.model, folder, **{**kept, **sections})
 
     def push_to_hub(self, repo_id: str, *, category: str | None = None, license: str | None = None,
-                    private: bool = False, token: str | None = None, commit_message: str | None = None) -> str:
+                    private: bool = False, token: str | None = None, commit_message: str | None = None,
+                    dataset_id: str | None = None) -> str:
         """Publish as ``repo_id/CATEGORY/`` with its model card (:func:`rdexpert.hub.publish.push_to_hub`)."""
         from rdexpert.hub.publish import push_to_hub
 
         if self.folder is None:
             raise ValueError("save the checkpoint first (save_pretrained): the Hub gets the files of its folder")
         return push_to_hub(self.folder, repo_id, category, license, private=private, token=token,
-                           commit_message=commit_message)
+                           commit_message=commit_message, dataset_id=dataset_id)
 
     def prepared_model(self) -> ExpertTeacherStudent:
         """A copy of the model prepared for inference (BatchNorm folded, channels-last; it can no longer train or be

@@ -103,10 +103,11 @@ def run_push(args) -> None:
     from rdexpert.hub.publish import push_to_hub, stage
 
     if args.dry_run:
-        folder = stage(args.checkpoint, args.dry_run, args.repo, args.category, args.license)
+        folder = stage(args.checkpoint, args.dry_run, args.repo, args.category, args.license, args.dataset_id)
         staged = sorted(str(p.relative_to(args.dry_run)) for p in Path(args.dry_run).rglob("*") if p.is_file())
         print(f"staged {staged} in {args.dry_run} (what {args.repo}/{folder or ''} would get); nothing was uploaded")
         return
-    url = push_to_hub(args.checkpoint, args.repo, args.category, args.license, private=args.private)
+    url = push_to_hub(args.checkpoint, args.repo, args.category, args.license, private=args.private,
+                      dataset_id=args.dataset_id)
     print(f"pushed: {url}")
 

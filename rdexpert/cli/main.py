@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="subfolder name of a single checkpoint (default: the checkpoint's category)")
     push.add_argument("--license", default=None,
                       help="license id of the weights, e.g. cc-by-nc-sa-4.0 (default: config.json license.id)")
+    push.add_argument("--dataset-id", default=None, metavar="ORG/NAME",
+                      help="the Hub dataset the weights were trained on, for the card's `datasets` (default: none; "
+                           "a local folder name is never used)")
     push.add_argument("--private", action="store_true", help="create the repo as private")
     push.add_argument("--dry-run", metavar="DIR", default=None,
                       help="only write what would be uploaded (config, weights, model cards) into DIR (new or empty)")

@@ -132,23 +132,24 @@ AAAI 2025, arXiv 2412.07579), "RD with Expert", as reimplemented by `rdexpert`
 Guided Information Injection."""
 
 
-def _card_header(license: str, infos: list[CheckpointInfo] = (), **fields) -> str:
-    """The YAML front matter the Hub reads from a model card (written by huggingface_hub's ModelCardData)."""
+def _card_header(license: str, infos: list[CheckpointInfo] = (), dataset_id: str | None = None, **fields) -> str:
+    """The YAML front matter the Hub reads from a model card (written by huggingface_hub's ModelCardData).
+    ``datasets`` lists Hub dataset ids, so only the one the user names (``--dataset-id``), never a local folder."""
     bases = sorted({b for b in map(base_model, infos) if b})
     data = ModelCardData(
         license=license, library_name="rdexpert", pipeline_tag=PIPELINE_TAG,
         base_model=bases[0] if len(bases) == 1 else bases or None,
-        datasets=sorted({name for name in map(_dataset_name, infos) if name != "?"}) or None,
+        datasets=[dataset_id] if dataset_id else None,
         tags=["anomaly-detection", "reverse-distillation", "industrial-inspection", "rdexpert"], **fields,
     )
     return f"---\n{data.to_yaml()}\n---\n"
 
 
-def model_card(config: dict, repo_id: str, category: str, license: str) -> str:
+def model_card(config: dict, repo_id: str, category: str, license: str, dataset_id: str | None = None) -> str:
     """The README.md published with a category: metrics, recipe, threshold, usage, license."""
     info = CheckpointInfo.from_config(config)
     notice = info.license.get("attribution", "")
-    return _card_header(license, [info]) + f"""
+    return _card_header(license, [info], dataset_id) + f"""
 # RD with Expert — `{category}` ({info.backbone}, variant `{info.variant}`)
 
 A one-class anomaly detector for **{category}** images: trained on normal images
@@ -204,7 +205,7 @@ predictor = Predictor.from_pretrained("{repo_id}/<category>")
 """
 
 
-def zoo_card(repo_id: str, checkpoints: dict[str, Path], license: str) -> str:
+def zoo_card(repo_id: str, checkpoints: dict[str, Path], license: str, dataset_id: str | None = None) -> str:
     """The repository's README for several categories: their test metrics as a table and as the Hub's
     ``model-index`` (one result per category: task, data set and split, image- and pixel-level metrics)."""
     rows, results, infos = {}, [], []
@@ -218,7 +219,8 @@ def zoo_card(repo_id: str, checkpoints: dict[str, Path], license: str) -> str:
         rows[f"`{category}`"] = {"variant": info.variant, "backbone": info.backbone, "image_size": info.image_size,
                                  "images": measured.get("images", "?" if values else "–"), **values}
         dataset = measured.get("dataset") or _dataset_name(info)
-        results += [EvalResult(task_type="anomaly-detection", task_name="Anomaly Detection", dataset_type=dataset,
+        results += [EvalResult(task_type="anomaly-detection", task_name="Anomaly Detection",
+                               dataset_type=dataset_id or dataset,
                                dataset_name=dataset, dataset_config=category, dataset_split=measured.get("split", "test"),
                                metric_type=key, metric_name=METRIC_NAMES[key], metric_value=round(100 * value, 1))
                     for key, value in values.items()]
@@ -227,7 +229,7 @@ def zoo_card(repo_id: str, checkpoints: dict[str, Path], license: str) -> str:
     if not table:
         table = "No category has stored test metrics (`rdexpert test --save-metrics` adds them): " + ", ".join(rows)
     first = next(iter(checkpoints))
-    header = _card_header(license, infos, model_name=repo_id.split("/")[-1], eval_results=results or None)
+    header = _card_header(license, infos, dataset_id, model_name=repo_id.split("/")[-1], eval_results=results or None)
     return header + f"""
 # {repo_id}: RD with Expert anomaly detectors
 
@@ -265,7 +267,8 @@ and the attribution it asks for.
 
 
 def stage_checkpoint(
-    checkpoint: str | Path, staging: str | Path, repo_id: str, category: str | None = None, license: str | None = None
+    checkpoint: str | Path, staging: str | Path, repo_id: str, category: str | None = None, license: str | None = None,
+    dataset_id: str | None = None,
 ) -> Path:
     """Lay out what one category folder of the repo holds: config, weights, the out-of-distribution check, card,
     LICENSE/NOTICE; nothing else."""
@@ -283,7 +286,7 @@ def stage_checkpoint(
         if (folder / name).is_file():
             shutil.copyfile(folder / name, staging / name)
     card_config = {**config, "metrics": stored_metrics(folder, config)}
-    (staging / "README.md").write_text(model_card(card_config, repo_id, category, chosen))
+    (staging / "README.md").write_text(model_card(card_config, repo_id, category, chosen, dataset_id))
     return staging
 
 
@@ -293,7 +296,8 @@ def category_folders(run: str | Path) -> dict[str, Path]:
     return {sub.name: sub for sub in sorted(run.iterdir()) if (sub / CONFIG_NAME).is_file()} if run.is_dir() else {}
 
 
-def stage_run(run: str | Path, staging: str | Path, repo_id: str, license: str | None = None) -> Path:
+def stage_run(run: str | Path, staging: str | Path, repo_id: str, license: str | None = None,
+              dataset_id: str | None = None) -> Path:
     """Lay out the whole repo for a run folder: a folder per category (as :func:`stage_checkpoint`), the repo card
     README.md with every category's metrics, and .gitattributes."""
     checkpoints = category_folders(run)
@@ -303,14 +307,14 @@ def stage_run(run: str | Path, staging: str | Path, repo_id: str, license: str |
                        "or push them to separate repos")
     staging = Path(staging)
     for category, folder in checkpoints.items():
-        stage_checkpoint(folder, staging / category, repo_id, category, license)
+        stage_checkpoint(folder, staging / category, repo_id, category, license, dataset_id)
     (staging / ".gitattributes").write_text(GITATTRIBUTES)
-    (staging / "README.md").write_text(zoo_card(repo_id, checkpoints, licenses.pop()))
+    (staging / "README.md").write_text(zoo_card(repo_id, checkpoints, licenses.pop(), dataset_id))
     return staging
 
 
 def stage(checkpoint: str | Path, staging: str | Path, repo_id: str, category: str | None = None,
-          license: str | None = None) -> str | None:
+          license: str | None = None, dataset_id: str | None = None) -> str | None:
     """Stage what ``rdexpert push`` uploads into ``staging`` (new or empty): a checkpoint as one category folder, or a
     run folder of checkpoints (no config.json of its own) as the whole repo. Returns the checkpoint's category folder
     in the repo, or None for a run folder (it goes to the repo root)."""
@@ -319,11 +323,11 @@ def stage(checkpoint: str | Path, staging: str | Path, repo_id: str, category: s
         raise HubError(f"{staging} is not empty: stage into a new folder")
     if (folder / CONFIG_NAME).is_file() or not category_folders(folder):
         category = category or CheckpointInfo.from_config(read_config(folder)).category
-        stage_checkpoint(folder, staging, repo_id, category, license)
+        stage_checkpoint(folder, staging, repo_id, category, license, dataset_id)
         return category
     if category:
         raise HubError(f"{folder} is a run folder: its categories are its subfolders' names, so drop --category")
-    stage_run(folder, staging, repo_id, license)
+    stage_run(folder, staging, repo_id, license, dataset_id)
     return None
 
 
@@ -336,13 +340,14 @@ def push_to_hub(
     token: str | None = None,
     endpoint: str | None = None,
     commit_message: str | None = None,
+    dataset_id: str | None = None,
 ) -> str:
     """Publish a checkpoint as ``repo_id/CATEGORY/``, or a run folder as every ``CATEGORY/`` plus the repo card, in
     one commit (creating the repo if needed); returns the commit URL."""
     if is_offline_mode():
         raise HubError("HF_HUB_OFFLINE is set: publishing needs the network; unset it and log in (`hf auth login`)")
     with tempfile.TemporaryDirectory(prefix="rdexpert-push-") as tmp:
-        folder = stage(checkpoint, tmp, repo_id, category, license)
+        folder = stage(checkpoint, tmp, repo_id, category, license, dataset_id)
         api = HfApi(endpoint=endpoint, token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         if folder is None:

@@ -34,6 +34,7 @@ from rdexpert.inference.ood import pooled_features
 from rdexpert.model import ExpertTeacherStudent
 
 OPSET = 18  # the dynamo exporter's lowest opset (it cannot convert Pad down to 17)
+MIN_OPSET = 11  # the lowest the TorchScript exporter writes this graph with
 def optional_module(name: str):
     """Import ``name`` from the ``[export]`` extra, or say in one line how to install it (a RuntimeError, so the CLI
     prints it as its error line)."""
@@ -145,6 +146,10 @@ def export_onnx(
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     opset = OPSET if opset is None else int(opset)
+    highest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= highest:  # before any exporter runs (they print tracebacks for impossible ones)
+        raise ValueError(f"opset {opset} is not one this ONNX {onnx.__version__} writes: choose {MIN_OPSET} to "
+                         f"{highest} (default {OPSET}; below {OPSET} the TorchScript exporter writes it)")
     model = model.to("cpu").eval()
     wrapper = ExportedForward(model, reference, gate, pooled_expert).eval()
     size = model.config.image_size
@@ -154,7 +159,7 @@ def export_onnx(
         used = _write_graph(wrapper, example, tmp, opset, exporter)
         proto = onnx.load(tmp)
         metadata = {"reference": reference or model.config.default_reference, "gate": gate, "image_size": str(size),
-                    "exporter": used, "torch": torch.__version__}
+                    "exporter": used, "torch": torch.__version__, "input": input_preparation(model.config)}
         if config is not None:
             saved = {k: v for k, v in config.items() if k != "source"}
             metadata["rdexpert_config"] = json.dumps(saved)
@@ -169,6 +174,17 @@ def export_onnx(
 
     with torch.no_grad():
         return atomic_write(path, write)
+
+
+def input_preparation(config) -> str:
+    """How to prepare the exported model's input, in words (stored in its metadata under ``input``): resizing with
+    another library than PIL moves the maps (OpenCV's bilinear: scores off by ~0.03)."""
+    size = config.image_size
+    fit = ("resized to S x S" if config.input_fit == "squash" else
+           "longer side resized to S, centred, the rest edge-filled (maps then cover the picture's box only)")
+    return (f"RGB, float32 in [0, 1], shape B x 3 x S x S with S = {size}; {fit}; resize with PIL "
+            "(Image.resize, BILINEAR, as rdexpert.data.fit_image does), not OpenCV; no mean/std normalisation: "
+            "the graph normalises with the backbone's mean and std")
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:

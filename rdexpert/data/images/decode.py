@@ -17,7 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from rdexpert.data.images.files import _EXT_HELP
 
-__all__ = ["MAX_PIXELS", "ImageLoadError", "load_image", "to_rgb"]
+__all__ = ["MAX_PIXELS", "MIN_SIDE", "ImageLoadError", "NotAPicture", "load_image", "to_rgb"]
 
 #: Images with more pixels than this are downscaled at load time (see load_image).
 MAX_PIXELS: int = 50_000_000
@@ -25,6 +25,10 @@ MAX_PIXELS: int = 50_000_000
 
 class ImageLoadError(ValueError):
     """An image or mask file could not be read (missing, corrupt, not an image, too large)."""
+
+
+class NotAPicture(ValueError):
+    """Decoded, but not a picture the model can judge: too small, or values that are not finite numbers."""
 
 
 def _fail(path: Path, reason: str) -> ImageLoadError:
@@ -86,6 +90,7 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
         return _gray_to_rgb(np.asarray(im.convert("L"), dtype=np.uint8))
     if mode.startswith("I") or mode.startswith("F"):  # I, I;16, I;16B, F, ...
         arr = np.asarray(im)
+        _check_values(arr)  # a float image may hold NaN: refused, not scored as black
         if mode.startswith("I;16"):
             arr = arr.astype(np.uint16)
         return _gray_to_rgb(_to_uint8(arr))
@@ -127,13 +132,14 @@ def _cv2_to_rgb(arr: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported array shape {arr.shape}")
 
 
-#: Smallest accepted image side in pixels (an in-memory image smaller than this carries no picture).
+#: Smallest accepted image side in pixels, for files, PIL images and arrays alike: a 1-pixel-wide image carries no
+#: picture (it would be scored as a flat colour).
 MIN_SIDE: int = 2
 
 
 def _check_size(height: int, width: int) -> None:
     if height < MIN_SIDE or width < MIN_SIDE:
-        raise ValueError(
+        raise NotAPicture(
             f"an image must be at least {MIN_SIDE} x {MIN_SIDE} pixels; got {height} x {width} (H x W). "
             "Check that the array or image is not empty or a single pixel."
         )
@@ -143,12 +149,12 @@ def _check_values(array: np.ndarray) -> None:
     """Refuse arrays that would otherwise be scored as a black (or meaningless) image."""
     kind = array.dtype.kind
     if kind == "c":
-        raise ValueError(
+        raise NotAPicture(
             f"an image array must hold real numbers, got complex values ({array.dtype}); "
             "pass np.abs(a) or a.real if that is the picture"
         )
     if kind not in "biuf":
-        raise ValueError(
+        raise NotAPicture(
             f"an image array must hold numbers (uint8, uint16, float or bool), got dtype {array.dtype}"
             + (" (Python objects: was it built from a list of arrays of different sizes, or of None?)"
                if kind == "O" else "")
@@ -157,7 +163,7 @@ def _check_values(array: np.ndarray) -> None:
         bad = ~np.isfinite(array)
         if bad.any():
             nan, inf = int(np.isnan(array).sum()), int(bad.sum() - np.isnan(array).sum())
-            raise ValueError(
+            raise NotAPicture(
                 f"an image array must hold finite values; got {nan} NaN and {inf} infinite of "
                 f"{array.size} values. Fill or mask them first (e.g. np.nan_to_num)"
             )
@@ -209,6 +215,18 @@ def _open_pil(path: Path) -> Image.Image:
 
 
 def load_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
+    """Load an image file as an ``H x W x 3`` uint8 RGB array (see :func:`_decode_file`), refusing one smaller than
+    ``MIN_SIDE`` pixels a side or holding NaN / inf values with an :class:`ImageLoadError` that names the file."""
+    path = Path(path)
+    try:
+        rgb = _decode_file(path, max_pixels)
+        _check_size(*rgb.shape[:2])
+    except NotAPicture as error:
+        raise _fail(path, str(error)) from None
+    return rgb
+
+
+def _decode_file(path: Path, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """Load an image file as an ``H x W x 3`` uint8 RGB array.
 
     Robust to: grayscale (replicated to 3 channels), RGBA / LA / palette with
@@ -252,7 +270,7 @@ def load_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> np.ndar
                     cur = cur.reduce(f2)
                 return np.ascontiguousarray(np.asarray(cur, dtype=np.uint8))
             return np.ascontiguousarray(_pil_to_rgb(im))
-    except ImageLoadError:
+    except (ImageLoadError, NotAPicture):
         raise
     except MemoryError as exc:
         raise ImageLoadError(

@@ -9,10 +9,10 @@ runs (:data:`CHILD`), which wraps one function of rdexpert before training:
 
 - ``step:N``: just before the N-th ``train_step`` (N=1: before the first iteration);
 - ``partial:NAME:N``: during the N-th write of the file NAME (half of it is in
-  the temporary file, the real file is not replaced yet);
-- ``json:MODULE:NAME:N``: just before the N-th write of the JSON file NAME by
-  ``rdexpert.MODULE`` (e.g. ``checkpoint:config.json:1``: after the final
-  weights, before the config that names their SHA-256).
+  the temporary file, the real file is not replaced yet).
+
+The kills between the files of one save (the two files of a resume state, the final
+weights and their config) and during the final save are in tests/test_resume_faults.py.
 
 After the kill the same training is run again in this process, and must end in
 a checkpoint that loads, whose config names the weights' hash, with the loss
@@ -21,7 +21,6 @@ history of exactly one run; an interrupted run must resume, not start over.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -31,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from rdexpert.checkpoint.folder import CheckpointError, file_sha256, load_checkpoint, read_config
-from rdexpert.checkpoint.format import CONFIG_NAME, WEIGHTS_NAME
+from rdexpert.checkpoint.folder import CheckpointError, file_sha256, load_checkpoint
+from rdexpert.checkpoint.format import WEIGHTS_NAME
 from rdexpert.training.loop import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,7 +47,7 @@ from pathlib import Path
 
 import torch
 torch.set_num_threads(1)
-import rdexpert.checkpoint.folder, rdexpert.checkpoint.io, rdexpert.training.loop
+import rdexpert.checkpoint.io, rdexpert.training.loop
 
 kind, *args = os.environ["RDEXPERT_FAULT"].split(":")
 
@@ -81,18 +80,6 @@ elif kind == "partial":
                 die()
 
     rdexpert.checkpoint.io.save_file = save_file
-elif kind == "json":
-    module = getattr(rdexpert, args[0])
-    real_json, calls = module.write_json, [0]
-
-    def write_json(path, data):
-        if Path(path).name == args[1]:
-            calls[0] += 1
-            if calls[0] == int(args[2]):
-                die()
-        return real_json(path, data)
-
-    module.write_json = write_json
 else:
     sys.exit(f"unknown fault {kind!r}")
 
@@ -172,51 +159,4 @@ def test_killed_while_writing_a_resume_state_resumes_from_the_previous_one(mpdd_
     out = Path(opts["out"])
     assert state_iteration(out) == 2 and list((out / "resume").glob(".state.safetensors.*.tmp"))
     assert rerun(opts) == [3, 4, 5, 6]
-    assert_sound(out)
-
-
-def test_killed_while_writing_the_final_weights_resumes_and_finishes(mpdd_root, tmp_path):
-    opts = options(mpdd_root, tmp_path / "run")
-    kill_during(opts, f"partial:{WEIGHTS_NAME}:1")
-    out = Path(opts["out"])
-    # the half-written weights are only in a temporary file: no weights, no config, the resume state intact
-    assert not (out / WEIGHTS_NAME).exists() and not (out / CONFIG_NAME).exists()
-    assert list(out.glob(f".{WEIGHTS_NAME}.*.tmp"))
-    assert state_iteration(out) == ITERATIONS - 1
-    with pytest.raises(CheckpointError, match="config.json is missing"):
-        load_checkpoint(out)
-    assert rerun(opts) == [ITERATIONS]
-    assert_sound(out)
-
-
-def test_killed_between_the_weights_and_the_config_never_pairs_new_weights_with_the_old_config(mpdd_root, tmp_path):
-    out = tmp_path / "run"
-    first = options(mpdd_root, out, seed=111)
-    assert rerun(first) == list(range(1, ITERATIONS + 1))
-    old = assert_sound(out, seed=111)
-    old_weights = (out / WEIGHTS_NAME).read_bytes()
-
-    # train again into the finished folder with other settings; killed after its weights replaced the old ones
-    second = options(mpdd_root, out, seed=112)
-    kill_during(second, "json:checkpoint:config.json:1")
-    new_weights = (out / WEIGHTS_NAME).read_bytes()
-    assert new_weights != old_weights  # the new weights are in place ...
-    assert read_config(out)["weights_sha256"] == old["weights_sha256"]  # ... under the old config
-    assert hashlib.sha256(new_weights).hexdigest() != old["weights_sha256"]
-    with pytest.raises(CheckpointError, match="SHA-256"):
-        load_checkpoint(out)
-
-    assert rerun(second) == [ITERATIONS]  # the resume state of the second run was left: it finishes it
-    assert_sound(out, seed=112)
-
-
-@pytest.mark.parametrize("name", ["state.json", "loss_history.json"])
-def test_killed_between_the_files_of_a_resume_state_resumes_with_one_history(mpdd_root, tmp_path, name):
-    """A resume state is three files (tensors, state.json, loss_history.json); the kill falls between them."""
-    opts = options(mpdd_root, tmp_path / "run")
-    kill_during(opts, f"json:train:{name}:3")  # in the state save of iteration 3
-    out = Path(opts["out"])
-    resumed_from = state_iteration(out)
-    assert resumed_from in (2, 3)
-    assert rerun(opts) == list(range(resumed_from + 1, ITERATIONS + 1))
     assert_sound(out)

@@ -119,3 +119,31 @@ def pictures_gallery(label: str, elem_id: str, columns: int, height: int, **kwar
     kwargs.setdefault("fit_columns", False)
     kwargs.setdefault("object_fit", "contain")
     return gr.Gallery(label=label, columns=columns, height=height, allow_preview=False, elem_id=elem_id, **kwargs)
+
+
+def scroll_js(*selectors: str) -> str:
+    """JavaScript for an event's ``js``: bring the first shown element of ``selectors`` (an answer: a verdict, a
+    message, a progress bar) to the top of the window, unless its top is already on screen, above the last 160
+    pixels.
+
+    Gradio's own ``scroll_to_output`` does nothing in the gradio this app runs on (6.31: the page's status
+    trackers never receive it), so :func:`reveal` attaches this to the events instead.
+    """
+    return (
+        "(...args) => { const e = " + repr(list(selectors)) + ".map((s) => document.querySelector(s))"
+        ".find((e) => e && e.getClientRects().length > 0); if (e) {"
+        " const top = e.getBoundingClientRect().top;"
+        " if (top < 0 || top > window.innerHeight - 160)"
+        " window.scrollTo({top: Math.max(0, top + window.scrollY - 8), behavior: 'instant'}); }"
+        " return args; }"
+    )
+
+
+def reveal(trigger, *selectors: str, event: str = "click") -> None:
+    """When ``trigger``'s ``event`` fires (a click on an example, Start), the answer (the first shown of
+    ``selectors``) comes into view at once: its place is on screen while the request runs, and the answer appears
+    there. ``trigger`` may also be a dependency (``event="then"``): the answer is brought into view when the
+    request has finished (it may be in another tab)."""
+    listener = getattr(trigger, event)
+    listener(None, None, None, js=scroll_js(*selectors), queue=False, show_progress="hidden",
+             api_visibility="private")

@@ -76,6 +76,7 @@ class EvaluationView:
     device: str
     stored: bool = False  # read from the checkpoint's test report, not run here: rows name no file to open
     every_score: bool = True  # False for an old stored report: the overlays' scores only (no ROC from those)
+    overlays: dict[int, str] | None = None  # stored results: image index -> the overlay `rdexpert test` drew of it
 
     def table(self, threshold: float = 0.5) -> list[list]:
         """Rows sorted by score, highest first: file, truth, raw score, calibrated score, verdict, correct."""
@@ -101,6 +102,21 @@ class EvaluationView:
         if self.stored:
             return []
         return [self.paths[i] for i in np.argsort(-self.scores, kind="mergesort")]
+
+    def ordered_rows(self) -> list[dict]:
+        """What a click on each row (in table order) can open: the image file and its ground truth (run in
+        Inspect), or for stored results the stored score and, when `rdexpert test` drew one, the overlay."""
+        rows = []
+        for i in np.argsort(-self.scores, kind="mergesort"):
+            rows.append({
+                "path": None if self.stored else self.paths[i],
+                "name": Path(self.paths[i]).name,
+                "truth": "defective" if self.labels[i] else "normal",
+                "score": float(self.scores[i]),
+                "normalized": float(self.normalized[i]),
+                "overlay": (self.overlays or {}).get(int(i)),
+            })
+        return rows
 
     def accuracy(self, threshold: float = 0.5) -> float:
         return float(np.mean((self.normalized >= threshold).astype(int) == self.labels))
@@ -154,6 +170,12 @@ def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
                if isinstance(v, (int, float)) and np.isfinite(v)}
     rows = read_report_scores(report)
     scores = np.asarray([score for _, _, score in rows], dtype=np.float64)
+    drawn = {p.name: p for p in (report / "overlays").glob("*.png")} if (report / "overlays").is_dir() else {}
+    overlays = {}
+    for i, (name, label, score) in enumerate(rows):  # the file name write_report gives an overlay
+        found = drawn.get(f"{'defect' if label else 'good'}_{Path(name).stem}_score{score:.3f}.png")
+        if found is not None:
+            overlays[i] = str(found)
     normalize = Calibration.from_config(entry.config).normalize
     images = entry.info.metrics.get(entry.info.default_setting, {}).get("images")
     whole = f"all {images} test images" if images else "the whole test split"
@@ -177,4 +199,5 @@ def stored_evaluation(key: str, entry: Entry) -> EvaluationView | None:
         device="",
         stored=True,
         every_score=every_score,
+        overlays=overlays,
     )

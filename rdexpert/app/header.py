@@ -27,19 +27,18 @@ def first_choice(registry: Registry) -> str | None:
     return (shipped or choices or [None])[0]
 
 
+NO_MODEL = ("No model is available right now, so Inspect, Ablations and Evaluate have nothing to run; you can "
+            "fine-tune a model of your own in the Fine-tune tab.")
+
+
 def banner(registry: Registry) -> str:
-    """Start-up problems (no usable checkpoint, broken ones) as warnings above the tabs."""
+    """Start-up problems (no usable checkpoint, broken ones, an unreachable Hub repository) as warnings above the
+    tabs, in the words a visitor needs (:attr:`Registry.notices`); the operator's details (flags, exceptions) are
+    in the server's log (:attr:`Registry.messages`)."""
     parts = []
     if not registry.choices():
-        parts.append(
-            views.message_html(
-                "No checkpoint could be loaded, so Inspect, Ablations and Evaluate have nothing to run. "
-                "Start the app with --checkpoints DIR or --hub-repo ORG/NAME, or fine-tune a model in the "
-                "Fine-tune tab.",
-                "warning",
-            )
-        )
-    parts += [views.message_html(m, "warning") for m in registry.all_messages()]
+        parts.append(views.message_html(NO_MODEL, "warning"))
+    parts += [views.message_html(m, "warning") for m in registry.all_notices()]
     return "".join(parts)
 
 
@@ -83,14 +82,15 @@ def build(cfg: AppConfig) -> Header:
     """Title, banner and checkpoint picker (inside the page's Blocks)."""
     gr.Markdown(f"# {cfg.title}\n{INTRO}")
     banner_html = gr.HTML(banner(cfg.registry), elem_id="rdx-banner")
-    with gr.Row(elem_id="rdx-header-row"):
-        checkpoint = gr.Dropdown(
-            cfg.registry.choices(),
-            value=first_choice(cfg.registry),
-            label="Checkpoint",
-            info="Used by Inspect, Ablations and Evaluate",
-            elem_id="rdx-checkpoint",
-            scale=3,
-        )
-        checkpoint_info = gr.Markdown(elem_id="rdx-checkpoint-info")
+    with gr.Row(elem_id="rdx-header-row"):  # the two stack on a phone (each column has a minimum width)
+        with gr.Column(scale=3, min_width=300):
+            checkpoint = gr.Dropdown(
+                cfg.registry.choices(),
+                value=first_choice(cfg.registry),
+                label="Checkpoint",
+                info="Used by Inspect, Ablations and Evaluate",
+                elem_id="rdx-checkpoint",
+            )
+        with gr.Column(scale=2, min_width=300):
+            checkpoint_info = gr.Markdown(elem_id="rdx-checkpoint-info")
     return Header(checkpoint, checkpoint_info, banner_html)

@@ -12,10 +12,13 @@ only redraws pictures from it: the network does not run again.
 
 Uploaded files are checked before they cost memory: the pixel count is read
 from the header and an image above :data:`MAX_INSPECT_PIXELS` is refused before
-a pixel is decoded; accepted ones are decoded once, downscaled while decoding
-where the format allows (JPEG draft mode) to :data:`DECODE_PIXELS`, which is
-still far more than the model's input size. A truncated or corrupt file, or any
-other failure, becomes a message in the page (the traceback goes to the log).
+a pixel is decoded. Accepted ones are decoded at full resolution, exactly as the
+datasets of evaluation and training decode them (``load_image`` with its default
+limit), so an image scores the same in Inspect as in Evaluate's table; to bound
+memory, a request's images are decoded and run a few at a time
+(:data:`CHUNK_PIXELS` decoded pixels at most, or one image). A truncated or
+corrupt file, or any other failure, becomes a message in the page (the traceback
+goes to the log).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ log = logging.getLogger(__name__)
 
 MAX_INSPECT_IMAGES = 16
 MAX_INSPECT_PIXELS = UploadLimits().max_image_pixels  # the same limit as Fine-tune's: 4096 x 4096
-DECODE_PIXELS = 1024 * 1024  # larger accepted images are downscaled while decoding (the model sees <= 256 px)
+CHUNK_PIXELS = 32 * 1024 * 1024  # decoded pixels held at once (about 100 MB of RGB); one image at least
 
 
 @dataclass(frozen=True, eq=False)  # numpy fields: identity, not value, comparison
@@ -119,13 +122,13 @@ def read_image(path: str | Path, max_pixels: int = MAX_INSPECT_PIXELS) -> np.nda
     """The RGB pixels of an image file, or UploadError with a message for the page.
 
     The size is checked from the header first (nothing decoded for a refused
-    file); then the file is decoded completely, downscaled while decoding when
-    larger than :data:`DECODE_PIXELS` (JPEG draft mode, see ``load_image``).
+    file); then the file is decoded completely, as evaluation decodes it (no
+    downscaling below ``max_pixels``: a downscaled decode would shift the score).
     """
     name = Path(path).name
     width, height = image_size(path, name, max_pixels)
     try:
-        return load_image(path, max_pixels=DECODE_PIXELS)
+        return load_image(path)
     except (ImageLoadError, OSError, MemoryError) as error:
         log.info("inspect: %s (%dx%d) refused: %s", path, width, height, error)
         reason = "it is truncated or corrupt" if "truncat" in str(error).lower() else "it could not be decoded"
@@ -137,15 +140,22 @@ def predict_items(registry: Registry, key: str, sources: list, truths: list | No
 
     ``truths``: each source's ground truth ("normal", "defective") when known, else None.
     """
-    files = [source for source in sources if isinstance(source, (str, Path))]
-    for path in files:  # every header first: a request with one huge file costs no decoding at all
-        image_size(path, Path(path).name, MAX_INSPECT_PIXELS)
-    images = [read_image(source) if isinstance(source, (str, Path)) else source for source in sources]
+    sizes = []  # every header first: a request with one huge file costs no decoding at all
+    for source in sources:
+        if isinstance(source, (str, Path)):
+            width, height = image_size(source, Path(source).name, MAX_INSPECT_PIXELS)
+            sizes.append(width * height)
+        else:
+            sizes.append(int(np.asarray(source).shape[0] * np.asarray(source).shape[1]))
     was_loaded = registry.is_loaded(key)
     predictor = registry.predictor(key)
-    began = time.perf_counter()
-    predictions = predictor.predict(list(images))
-    seconds = time.perf_counter() - began
+    predictions, seconds = [], 0.0
+    for chunk in _chunks(list(sources), sizes, CHUNK_PIXELS):
+        images = [read_image(source) if isinstance(source, (str, Path)) else source for source in chunk]
+        began = time.perf_counter()
+        predictions += list(predictor.predict(images))
+        seconds += time.perf_counter() - began
+        del images  # the full-resolution pixels of this chunk
     items = []
     for source, p, truth in zip(sources, predictions, truths or [None] * len(sources)):
         from_file = isinstance(source, (str, Path))
@@ -175,6 +185,18 @@ def predict_items(registry: Registry, key: str, sources: list, truths: list | No
     )
 
 
+def _chunks(sources: list, sizes: list[int], budget: int) -> list[list]:
+    """``sources`` in order, grouped so that a group's pixels stay within ``budget`` (a bigger image alone)."""
+    groups, current, total = [], [], 0
+    for source, size in zip(sources, sizes):
+        if current and total + size > budget:
+            groups.append(current)
+            current, total = [], 0
+        current.append(source)
+        total += size
+    return groups + ([current] if current else [])
+
+
 # -- drawing -------------------------------------------------------------------------------------
 def render(view: InspectView, state: InspectState | None, threshold: float) -> dict:
     """Every component of ``view.drawn`` from the state: results gallery, input, fused overlay, scale maps,
@@ -190,12 +212,12 @@ def render(view: InspectView, state: InspectState | None, threshold: float) -> d
     for item in state.items:
         verdict = "ANOMALOUS" if item.normalized_score >= threshold else "normal"
         if item.out_of_distribution:
-            verdict = "NOT THE TRAINED PRODUCT"
+            verdict = views.NOT_THE_PRODUCT
         truth = f" (truth: {item.truth})" if item.truth else ""
         gallery.append(
             (
                 views.fused_overlay(item.picture, item.normalized_map, threshold),
-                f"{item.name}: {item.normalized_score:.2f} {verdict}{truth}",
+                f"{item.name}: {item.normalized_score:.2f} {verdict}{truth}",  # wraps in the page (ui.CSS)
             )
         )
     item = state.current
@@ -210,10 +232,11 @@ def render(view: InspectView, state: InspectState | None, threshold: float) -> d
         "Scale maps share one colour range per image (0 … the largest of the three), so their brightness "
         "compares the scales."
     )
+    ood = bool(item.out_of_distribution)
     verdict = (
-        (views.ood_warning_html(state.product, item.ood_score) if item.out_of_distribution else "")
-        + views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra)
-        + views.truth_html(item.truth, item.normalized_score >= threshold)
+        (views.ood_warning_html(state.product, item.ood_score) if ood else "")
+        + views.verdict_html(item.normalized_score, threshold, item.score, state.raw_threshold, extra, ood)
+        + ("" if ood else views.truth_html(item.truth, item.normalized_score >= threshold))
     )
     return {
         view.results: gr.Gallery(value=gallery, visible=n > 1),

@@ -29,6 +29,9 @@ from rdexpert.model import VARIANTS
 
 # the paper's ablation ladder (docs/design.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
 ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.skip != "plain")
+# what the Ablations tab compares: the ladder, then the other variants (full_plain: the full model with plain skips,
+# the control for the gate), so every variant that is shipped and selectable is also in the comparison
+COMPARED_VARIANTS = (*ABLATION_VARIANTS, *(name for name in VARIANTS if name not in ABLATION_VARIANTS))
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +126,11 @@ def flatten_metrics(metrics: dict, default_setting: str = "teacher/gated") -> di
 
 
 def _label(config: dict, fallback: str) -> str:
+    """"metal_plate · full · 256 px": what tells two checkpoints apart in the picker (the image size separates
+    the 256-px demo from the 128-px ablation variant of the same category and variant)."""
     info = CheckpointInfo.from_config(config)
-    return f"{info.category or fallback} · {info.variant or '?'}"
+    size = f" · {info.image_size} px" if info.image_size else ""
+    return f"{info.category or fallback} · {info.variant or '?'}{size}"
 
 
 class Registry:
@@ -143,30 +149,48 @@ class Registry:
         self.backend = backend or (parent.backend if parent is not None else "torch")
         self.cache_size = cache_size
         self.entries: dict[str, Entry] = {}
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # for the operator, with the details (also logged)
+        self.notices: list[str] = []  # the same problems as a visitor of the page reads them (no flags, no errors)
         self._predictors: OrderedDict[str, object] = OrderedDict()
         self._load_seconds: dict[str, float] = {}
         self._lock = threading.RLock()
         self._load_locks: dict[str, threading.Lock] = {}
 
     # -- discovery -------------------------------------------------------------------------------
-    def _unique_key(self, base: str) -> str:
+    def _taken(self, key: str) -> bool:
+        return key in self.entries or (self.parent is not None and self.parent.has(key))
+
+    def _unique_key(self, base: str, detail: str | None = None) -> str:
+        """``base``, or when that is taken ``base (detail)`` (what differs: the folder's name), then a number."""
+        if not self._taken(base):
+            return base
+        if detail and not self._taken(key := f"{base} ({detail})"):
+            return key
         key, n = base, 1
-        while key in self.entries or (self.parent is not None and self.parent.has(key)):
+        while self._taken(key):
             n += 1
             key = f"{base} ({n})"
         return key
 
     def add(self, entry: Entry) -> Entry:
         with self._lock:
-            entry.key = self._unique_key(entry.key)
+            entry.key = self._unique_key(entry.key, entry.public_ref if entry.source != "hub" else None)
             self.entries[entry.key] = entry
             if entry.error:
+                detail = (f"Checkpoint `{entry.public_ref}` ({entry.source}) is not available: "
+                          f"{public_text(entry.error)}")
                 log.warning("checkpoint %s (%s) is not available: %s", entry.ref, entry.source, entry.error)
-                self.messages.append(
-                    f"Checkpoint `{entry.public_ref}` ({entry.source}) is not available: {public_text(entry.error)}"
-                )
+                self.messages.append(detail)
+                self.notices.append(f"Checkpoint `{entry.public_ref}` is not available: it could not be read "
+                                    "(the details are in the server's log). The other checkpoints work.")
         return entry
+
+    def remove(self, key: str) -> None:
+        """Forget one of this registry's own checkpoints (a loaded zip that failed to load)."""
+        with self._lock:
+            self.entries.pop(key, None)
+            self._predictors.pop(key, None)
+            self._load_seconds.pop(key, None)
 
     def add_local(self, folder: str | Path, source: str = "local", name: str | None = None) -> Entry:
         """A checkpoint folder; ``name`` replaces the folder name in the label (e.g. a fine-tune's name)."""
@@ -215,10 +239,14 @@ class Registry:
         except Exception as error:  # HubError says what to do; anything else (a dropped connection) gets its type
             why = str(error) if isinstance(error, CheckpointError) else f"{type(error).__name__}: {error}"
             self.messages.append(f"Could not list the Hub repository `{repo}`: {public_text(why)}")
+            log.warning("could not list the Hub repository %s: %s", repo, why)
+            self.notices.append(self._hub_notice(repo))
             return []
         repo_id = repo.partition("@")[0]
         if not categories:
             self.messages.append(f"The Hub repository `{repo}` has no `<category>/{CONFIG_NAME}`.")
+            log.warning("the Hub repository %s has no <category>/%s", repo, CONFIG_NAME)
+            self.notices.append(self._hub_notice(repo))
         added = []
         for category in categories:
             try:
@@ -230,6 +258,11 @@ class Registry:
             added.append(self.add(Entry(key=f"{label} · hub: {repo_id}", ref=ref, source="hub", config=config,
                                         error=error)))
         return added
+
+    def _hub_notice(self, repo: str) -> str:
+        others = "the other checkpoints and every tab still work" if self.choices() else \
+            "you can still fine-tune a model of your own in the Fine-tune tab"
+        return f"The models of `{repo.partition('@')[0]}` are not available right now; {others}."
 
     # -- queries ---------------------------------------------------------------------------------
     def has(self, key: str | None) -> bool:
@@ -261,15 +294,16 @@ class Registry:
             return self.entries[key]
 
     def _candidates(self, category: str) -> list[Entry]:
-        """Loaded checkpoints of ``category`` that are ablation variants (the parent's, shipped ones, first)."""
+        """Loaded checkpoints of ``category`` that are compared variants (the parent's, shipped ones, first)."""
         out = self.parent._candidates(category) if self.parent is not None else []
         with self._lock:
             return out + [e for e in self.entries.values()
-                          if e.ok and e.category == category and e.variant in ABLATION_VARIANTS]
+                          if e.ok and e.category == category and e.variant in COMPARED_VARIANTS]
 
     def variants(self, category: str | None) -> dict[str, Entry]:
-        """One checkpoint of each ablation variant for ``category``, all trained with the same budget (backbone,
-        image size, iterations), so the comparison is like with like: the budget with the most variants wins."""
+        """One checkpoint of each variant for ``category`` (the ablation ladder, then the others, such as
+        full_plain), all trained with the same budget (backbone, image size, iterations), so the comparison is
+        like with like: the budget with the most variants wins."""
         if category is None:
             return {}
         groups: dict[tuple, dict[str, Entry]] = {}
@@ -278,11 +312,15 @@ class Registry:
             budget = (t.get("backbone"), t.get("image_size"), t.get("iterations"))
             groups.setdefault(budget, {}).setdefault(entry.variant, entry)
         best = max(groups.values(), key=len, default={})
-        return {v: best[v] for v in ABLATION_VARIANTS if v in best}
+        return {v: best[v] for v in COMPARED_VARIANTS if v in best}
 
     def all_messages(self) -> list[str]:
-        """The parent's messages, then this registry's."""
+        """The parent's messages, then this registry's (for the operator: with the details)."""
         return (self.parent.all_messages() if self.parent is not None else []) + list(self.messages)
+
+    def all_notices(self) -> list[str]:
+        """The parent's notices, then this registry's: the problems as the page shows them to a visitor."""
+        return (self.parent.all_notices() if self.parent is not None else []) + list(self.notices)
 
     # -- models ----------------------------------------------------------------------------------
     def predictor(self, key: str):

@@ -9,6 +9,7 @@ and age are bounded by ``--workdir-budget-mb`` and ``--workdir-max-age-hours``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 from pathlib import Path
@@ -19,6 +20,8 @@ from rdexpert.cli.flags import add_backend, add_device
 DEMO_CATEGORY = "metal_plate"
 HUB_ENV = "RDEXPERT_HUB_REPO"
 QUEUE_CONCURRENCY = 2
+
+log = logging.getLogger(__name__)
 
 
 def example_images(assets: Path) -> list[tuple[str, str]]:
@@ -81,11 +84,13 @@ def build_app(args: argparse.Namespace | None = None, root: str | Path | None = 
         shipped = root / "checkpoints"
         found = registry.scan(shipped, source="shipped", required=False)
         if not any(e.category == DEMO_CATEGORY for e in found):
-            registry.messages.append(
+            message = (
                 f"The demo checkpoint `checkpoints/{DEMO_CATEGORY}` is missing or broken: "
                 + public_text(next((e.error for e in found if e.error), "no config.json there"))
                 + ". Use --checkpoints DIR, --hub-repo ORG/NAME, or fine-tune one."
             )
+            registry.messages.append(message)  # the operator's (the page says only what a visitor can do)
+            log.warning(message)
     for folder in args.checkpoints:
         registry.scan(folder, source="local")
     if args.hub_repo:
@@ -127,7 +132,7 @@ def warm_up(demo) -> threading.Thread:
 
 
 def launch(demo, args: argparse.Namespace, **kwargs):
-    from rdexpert.app.ui import CSS
+    from rdexpert.app.ui import CSS, theme
 
     cfg = demo.rdx_config
     cfg.workdir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +142,7 @@ def launch(demo, args: argparse.Namespace, **kwargs):
         server_port=args.port,
         share=args.share,
         css=CSS,
+        theme=theme(),
         allowed_paths=assets,  # the example images only; never the workdir
         blocked_paths=[str(cfg.workdir.resolve())],
         max_file_size="200mb",

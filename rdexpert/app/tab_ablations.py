@@ -4,6 +4,13 @@ The switches (reference teacher/expert, GII gate) need no retraining, so every
 panel is the same checkpoint run with other arguments; the variants are other
 checkpoints of the same category, found in the registry. The image is a clicked
 example or the one selected in Inspect (its :class:`InspectState`).
+
+Every panel says what it shows, and shows what its controls say: the
+walkthrough's panels are labelled with their own setting (the first is the
+checkpoint's default, what Inspect shows: its default reference, gate gated),
+and "Try any combination" always shows the setting its radio buttons hold, also
+when the walkthrough reruns on another image or checkpoint. Texts follow the
+variant's flags (a variant without GII skips is never said to inject detail).
 """
 
 from __future__ import annotations
@@ -15,26 +22,42 @@ from pathlib import Path
 import gradio as gr
 
 from rdexpert.app import views
-from rdexpert.app.common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery
+from rdexpert.app.common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery, reveal
 from rdexpert.app.diagram import DIAGRAM, DIAGRAM_CAPTION
-from rdexpert.app.registry import ABLATION_VARIANTS, Entry, Registry, public_text
 from rdexpert.app.inspection import InspectState, read_image
+from rdexpert.app.registry import ABLATION_VARIANTS, Entry, Registry, public_text
 from rdexpert.app.sessions import Sessions
 from rdexpert.app.uploads import UploadError
 from rdexpert.checkpoint.folder import CheckpointError
+from rdexpert.data import fit_image
 from rdexpert.model import GATES, REFERENCES, VARIANTS, capture_gates
 
 log = logging.getLogger(__name__)
 
-WALKTHROUGH = (("teacher", "gated"), ("expert", "gated"), ("teacher", "open"), ("teacher", "closed"))
+PANELS = 4  # the walkthrough: the default, the other reference, the gate open, the gate closed
 
 INTRO = (
     "The same image under the **inference-time switches** of a trained model (no retraining): the "
     "reference the student is compared with (trained **teacher** or frozen **expert**), and the GII "
-    "gate (**gated**, **open**: inject all teacher detail, **closed**: inject none). The threshold was "
-    "calibrated for teacher + gated, so compare the maps more than the verdicts. Uses the image "
-    "selected in Inspect, or click an example."
+    "gate (**gated**, **open**: inject all teacher detail, **closed**: inject none). The first panel is the "
+    "checkpoint's default, what Inspect shows; the threshold was calibrated for it, so compare the maps more "
+    "than the verdicts. Uses the image selected in Inspect, or click an example."
 )
+
+
+def walkthrough_settings(default_reference: str | None) -> list[tuple[str, str]]:
+    """The walkthrough's (reference, gate) settings: the checkpoint's default first, then one switch at a time."""
+    reference = default_reference or "teacher"
+    other = "expert" if reference == "teacher" else "teacher"
+    return [(reference, "gated"), (other, "gated"), (reference, "open"), (reference, "closed")]
+
+
+def panel_label(reference: str, gate: str) -> str:
+    """The caption of a panel's picture: the setting it shows."""
+    return f"reference {reference} · GII {gate}"
+
+
+CUSTOM_LABEL = "Chosen combination: "
 
 
 def ablation_source(state: InspectState | None, source):
@@ -58,54 +81,60 @@ def run_setting(predictor, source, reference: str, gate: str):
 
 
 def panel_text(entry: Entry, p, reference: str, gate: str, extra: str = "") -> str:
-    """Score, what the switch does, ``extra`` (the difference from the default), what to look at, stored metrics."""
+    """Score, what the switch does for this variant, ``extra`` (the difference from the default), what to look
+    at, stored metrics."""
     word = "anomalous" if p.normalized_score >= 0.5 else "normal"
+    default = entry.info.default_reference
     parts = [
         f"**{reference} · {gate}** — calibrated score {p.normalized_score:.3f} ({word}), raw {p.score:.4f}.",
-        views.SWITCH_TEXT[(reference, gate)],
+        views.switch_text(entry.variant, reference, gate, default),
         extra,
-        f"**What to look at:** {views.LOOK_AT[(reference, gate)]}",
+        f"**What to look at:** {views.look_at(entry.variant, reference, gate, default)}",
         views.setting_metrics_line(entry.info.metrics, reference, gate),
     ]
-    note = views.switch_note(entry.variant, reference, gate)
-    if note:
-        parts.append(f"_{note}_")
     return "\n\n".join(part for part in parts if part)
 
 
-def one_panel(predictor, entry: Entry, source, reference: str, gate: str):
-    """(overlay, markdown) of one switch setting."""
-    p, nmap = run_setting(predictor, source, reference, gate)
-    return views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5), panel_text(entry, p, reference, gate)
+def draw_panel(entry: Entry, p, nmap, reference: str, gate: str, default_map=None):
+    """(overlay, markdown) of one switch setting; with ``default_map``, the text states the difference from it."""
+    extra = views.difference_line(nmap, default_map) if default_map is not None else ""
+    picture = views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5)
+    return picture, panel_text(entry, p, reference, gate, extra)
 
 
-def gate_gallery(gates: dict, image_size: int, entry: Entry):
-    """(gallery, markdown) of the captured GII gates, coarsest scale first; a sentence when the model has none."""
+def gate_gallery(gates: dict, image_size: int, entry: Entry, seen=None):
+    """(gallery, markdown) of the captured GII gates, coarsest scale first, each over the picture the network saw
+    (``seen``) with a colour bar; the captions are in the text (a gallery caption would cover the colour bar).
+    A sentence when the model has none."""
     if not gates:
         flags = VARIANTS.get(entry.variant)
         skips = views.SKIP_TEXT[flags.skip] if flags else "no GII skips"
         return None, f"Variant `{entry.variant}` has {skips} and so no GII gate: there is no s to show."
-    pictures = []
-    for s in sorted((t[0, 0].float().cpu().numpy() for t in gates.values()), key=lambda m: m.shape[-1]):
+    pictures, lines = [], []
+    maps = sorted((t[0, 0].float().cpu().numpy() for t in gates.values()), key=lambda m: m.shape[-1])
+    for k, s in enumerate(maps, 1):
         stride = round(image_size / s.shape[-1])
-        pictures.append((views.gate_picture(s), f"s at 1/{stride} (stride {stride}), mean {s.mean():.2f}"))
-    return pictures, views.GATE_TEXT
+        caption = f"s at 1/{stride} (stride {stride}), mean {s.mean():.2f}"
+        pictures.append((views.gate_picture(s, seen), None))
+        lines.append(f"{k}. {caption}")
+    return pictures, views.GATE_TEXT + "\n\n" + "\n".join(lines)
 
 
 def switch_panels(predictor, entry: Entry, image):
-    """The walkthrough's panels [(overlay, markdown)] and the gate gallery of the default setting.
+    """The walkthrough's settings, panels [(overlay, markdown)] and the gate gallery of the default setting,
+    and the default map (the custom panel states its difference from it too).
 
     The default runs once, with the gates captured; every other panel states its difference from it.
     """
-    default = WALKTHROUGH[0]
+    settings = walkthrough_settings(entry.info.default_reference)
     with capture_gates(predictor.model) as gates:
-        p, default_map = run_setting(predictor, image, *default)
-    panels = [(views.fused_overlay(views.at_aspect(p.image, p.original_size), default_map, 0.5), panel_text(entry, p, *default))]
-    for reference, gate in WALKTHROUGH[1:]:
-        p, nmap = run_setting(predictor, image, reference, gate)
-        difference = views.difference_line(nmap, default_map)
-        panels.append((views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5), panel_text(entry, p, reference, gate, difference)))
-    return panels, gate_gallery(gates, predictor.image_size, entry)
+        p, default_map = run_setting(predictor, image, *settings[0])
+    panels = [draw_panel(entry, p, default_map, *settings[0])]
+    for reference, gate in settings[1:]:
+        q, nmap = run_setting(predictor, image, reference, gate)
+        panels.append(draw_panel(entry, q, nmap, reference, gate, default_map))
+    seen = fit_image(image, predictor.image_size, predictor.model.config.input_fit)  # what the gates cover
+    return settings, panels, gate_gallery(gates, predictor.image_size, entry, seen), default_map
 
 
 def variant_comparison(registry: Registry, entry: Entry, source):
@@ -125,20 +154,29 @@ def variant_comparison(registry: Registry, entry: Entry, source):
         p = predictor.predict(source)
         nmap = predictor.map_to_normalized(p.anomaly_map)
         text = views.variant_text(variant)
-        gallery.append((views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5), f"{variant}: {p.normalized_score:.2f} — {text}"))
+        picture = views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5)
+        gallery.append((picture, f"{variant}: {p.normalized_score:.2f} — {text}"))
         rows[f"`{variant}` ({text})"] = e.metrics
     t = next(iter(found.values())).info.training
     budget = f"`{t.get('backbone', '?')}`, {t.get('image_size', '?')} px, {t.get('iterations', '?')} iterations"
     return gallery, (
-        f"Stored test metrics of each variant (%, from its config.json), all trained with the same budget ({budget}; "
-        "one seed: differences of about a point are seed noise, see the README's 3-seed ablation):\n\n"
-        + views.metrics_markdown(rows, "variant")
+        f"Stored test metrics of each of the {len(found)} variants (%, from its config.json), all trained with the "
+        f"same budget ({budget}; one seed: differences of about a point are seed noise, see the README's 3-seed "
+        "ablation):\n\n" + views.metrics_markdown(rows, "variant")
     )
 
 
-def walkthrough(tab: AblationsTab, registry: Registry, key: str | None, state: InspectState | None, source):
-    """Every component of ``tab.outputs``: message, the walkthrough's overlays and texts, gates gallery and text,
-    custom overlay and text, variants gallery and text."""
+def custom_panel(tab: AblationsTab, picture, text: str, reference: str, gate: str) -> dict:
+    """``tab.custom`` (captioned with its setting) and ``tab.custom_text``."""
+    label = CUSTOM_LABEL + panel_label(reference, gate)
+    return {tab.custom: gr.Image(value=picture, label=label), tab.custom_text: text}
+
+
+def walkthrough(tab: AblationsTab, registry: Registry, key: str | None, state: InspectState | None, source,
+                reference: str = "teacher", gate: str = "gated"):
+    """Every component of ``tab.outputs``: message, the walkthrough's overlays (captioned with their settings) and
+    texts, gates gallery and text, the custom panel for the radio buttons' ``reference`` and ``gate``, variants
+    gallery and text."""
     src = ablation_source(state, source)
     if not key or src is None:
         return _blank(tab, views.message_html("Pick an image: inspect one first, or click an example above.", "info"))
@@ -146,7 +184,12 @@ def walkthrough(tab: AblationsTab, registry: Registry, key: str | None, state: I
         entry = registry.get(key)
         predictor = registry.predictor(key)
         image = pixels(src)
-        panels, (gates, gates_text) = switch_panels(predictor, entry, image)
+        settings, panels, (gates, gates_text), default_map = switch_panels(predictor, entry, image)
+        if (reference, gate) in settings:  # already drawn: the same picture and text
+            custom, custom_text = panels[settings.index((reference, gate))]
+        else:
+            p, nmap = run_setting(predictor, image, reference, gate)
+            custom, custom_text = draw_panel(entry, p, nmap, reference, gate, default_map)
         variants_gallery, variants_text = variant_comparison(registry, entry, image)
     except UploadError as error:
         return _blank(tab, views.message_html(str(error), "error"))
@@ -155,18 +198,21 @@ def walkthrough(tab: AblationsTab, registry: Registry, key: str | None, state: I
     except Exception as error:
         log.exception("ablation walkthrough failed (checkpoint %r)", key)
         return _blank(tab, views.message_html(failure_message(error), "error"))
-    custom, custom_text = panels[0]
     name = Path(src).name if isinstance(src, (str, Path)) else "the Inspect image"
+    default = " · ".join(settings[0])
     return {
-        tab.message: views.message_html(f"Image: {name} · checkpoint: {key} (variant {entry.variant})", "info"),
-        **dict(zip(tab.images, [p[0] for p in panels], strict=True)),
-        **dict(zip(tab.texts, [p[1] for p in panels], strict=True)),
+        tab.message: views.message_html(
+            f"Image: {name} · checkpoint: {key} (variant {entry.variant}; default setting {default})", "info"),
+        **{image_: gr.Image(value=picture, label=panel_label(*setting))
+           for image_, (picture, _), setting in zip(tab.images, panels, settings, strict=True)},
+        **dict(zip(tab.texts, [text for _, text in panels], strict=True)),
+        tab.gates_title: f"### What the GII gate let through ({default})",
         tab.gates: gates,
         tab.gates_text: gates_text,
-        tab.custom: custom,
-        tab.custom_text: custom_text,
+        **custom_panel(tab, custom, custom_text, reference, gate),
         tab.variants: variants_gallery,
         tab.variants_text: variants_text,
+        tab.shown: key,
     }
 
 
@@ -174,7 +220,7 @@ def _blank(tab: AblationsTab, message: str) -> dict:
     """Every component of ``tab.outputs`` emptied, and ``message``."""
     pictures = {picture: None for picture in (*tab.images, tab.gates, tab.custom, tab.variants)}
     texts = {text: "" for text in (*tab.texts, tab.gates_text, tab.custom_text, tab.variants_text)}
-    return {tab.message: message, **pictures, **texts}
+    return {tab.message: message, **pictures, **texts, tab.shown: None}
 
 
 def walkthrough_example(
@@ -183,25 +229,43 @@ def walkthrough_example(
     example_paths: list[str],
     key,
     state,
+    reference: str,
+    gate: str,
     evt: gr.SelectData,
     request: gr.Request | None = None,
 ):
     """A clicked example becomes the tab's image (kept for the radio buttons)."""
     path = example_paths[evt.index]
-    return {tab.source: path, **walkthrough(tab, sessions.registry_for(request), key, state, path)}
+    return {tab.source: path, **walkthrough(tab, sessions.registry_for(request), key, state, path, reference, gate)}
 
 
-def walkthrough_inspect(tab: AblationsTab, sessions: Sessions, key, state, request: gr.Request | None = None):
-    return {tab.source: None, **walkthrough(tab, sessions.registry_for(request), key, state, None)}
+def walkthrough_inspect(tab: AblationsTab, sessions: Sessions, key, state, reference: str, gate: str,
+                        request: gr.Request | None = None):
+    return {tab.source: None, **walkthrough(tab, sessions.registry_for(request), key, state, None, reference, gate)}
+
+
+def walkthrough_checkpoint(tab: AblationsTab, sessions: Sessions, key, state, source, shown, reference: str,
+                           gate: str, request: gr.Request | None = None):
+    """Another checkpoint was picked: panels on screen are redrawn with it (they never show another checkpoint
+    than the picker's); nothing on screen: nothing to do."""
+    if not shown or shown == key:
+        return {}
+    return walkthrough(tab, sessions.registry_for(request), key, state, source, reference, gate)
 
 
 def custom_combination(tab: AblationsTab, registry: Registry, key, state, source, reference: str, gate: str):
-    """The chosen switch setting: ``tab.custom`` and ``tab.custom_text``."""
+    """The chosen switch setting: ``tab.custom`` (captioned with it) and ``tab.custom_text``."""
     src = ablation_source(state, source)
     if not key or src is None:
-        return {tab.custom: None, tab.custom_text: "Pick an image first."}
+        return {tab.custom: gr.Image(value=None, label=CUSTOM_LABEL + panel_label(reference, gate)),
+                tab.custom_text: "Pick an image first."}
     try:
-        picture, text = one_panel(registry.predictor(key), registry.get(key), pixels(src), reference, gate)
+        entry, predictor = registry.get(key), registry.predictor(key)
+        image = pixels(src)
+        default = walkthrough_settings(entry.info.default_reference)[0]
+        p, nmap = run_setting(predictor, image, reference, gate)
+        default_map = None if (reference, gate) == default else run_setting(predictor, image, *default)[1]
+        picture, text = draw_panel(entry, p, nmap, reference, gate, default_map)
     except UploadError as error:
         picture, text = None, str(error)
     except (CheckpointError, KeyError) as error:
@@ -209,7 +273,7 @@ def custom_combination(tab: AblationsTab, registry: Registry, key, state, source
     except Exception as error:
         log.exception("ablation panel failed (checkpoint %r)", key)
         picture, text = None, failure_message(error)
-    return {tab.custom: picture, tab.custom_text: text}
+    return custom_panel(tab, picture, text, reference, gate)
 
 
 def custom_selected(
@@ -222,13 +286,15 @@ def custom_selected(
 @dataclass
 class AblationsTab:
     source: gr.State  # the clicked example, or None for the Inspect image
+    shown: gr.State  # the checkpoint whose panels are on screen (None: nothing shown)
     examples: gr.Gallery
     run: gr.Button
     reference: gr.Radio
     gate: gr.Radio
     message: gr.HTML
-    images: tuple[gr.Image, ...]  # the walkthrough's overlays, one per WALKTHROUGH setting
+    images: tuple[gr.Image, ...]  # the walkthrough's overlays, one per walkthrough_settings() setting
     texts: tuple[gr.Markdown, ...]  # and their texts
+    gates_title: gr.Markdown
     gates: gr.Gallery
     gates_text: gr.Markdown
     custom: gr.Image  # the setting chosen with the radio buttons
@@ -239,77 +305,96 @@ class AblationsTab:
     @property
     def outputs(self) -> list:
         """What walkthrough() fills."""
-        return [self.message, *self.images, *self.texts, self.gates, self.gates_text, self.custom,
-                self.custom_text, self.variants, self.variants_text]
+        return [self.message, *self.images, *self.texts, self.gates_title, self.gates, self.gates_text,
+                self.custom, self.custom_text, self.variants, self.variants_text, self.shown]
 
 
 def build(cfg: AppConfig) -> AblationsTab:
-    """The tab's components (inside ``gr.Tab``)."""
+    """The tab's components (inside ``gr.Tab``). Columns have a minimum width, so on a phone they stack and
+    every text gets the page's width (a text squeezed beside a picture is unreadable)."""
+    gr.Markdown(INTRO, elem_id="rdx-abl-intro")
+    if DIAGRAM.is_file():
+        # full width, at about its own size: its arrow labels are readable; no label over the picture (it
+        # covered the diagram's title), the caption is the text below it
+        gr.Image(str(DIAGRAM), show_label=False, interactive=False, elem_id="rdx-abl-diagram",
+                 buttons=["fullscreen"])
+        gr.Markdown(f"{DIAGRAM_CAPTION} (on a small screen: the full-screen button on the picture)",
+                    elem_classes="rdx-small", elem_id="rdx-abl-diagram-caption")
+    source, shown = gr.State(None), gr.State(None)
     with gr.Row():
-        gr.Markdown(INTRO)
-        if DIAGRAM.is_file():
-            gr.Image(str(DIAGRAM), label=DIAGRAM_CAPTION, interactive=False, height=260, elem_id="rdx-abl-diagram")
-    source = gr.State(None)
-    with gr.Row():
-        examples = examples_gallery(cfg, "Examples", "rdx-abl-examples", columns=6, height=130, scale=3)
-        run = gr.Button("Run the walkthrough on the Inspect image", elem_id="rdx-abl-run", scale=1)
+        with gr.Column(scale=3, min_width=300):
+            examples = examples_gallery(cfg, "Examples: click one", "rdx-abl-examples", columns=6, height="auto")
+        with gr.Column(scale=1, min_width=200):
+            run = gr.Button("Run the walkthrough on the Inspect image", elem_id="rdx-abl-run")
     message = gr.HTML(elem_id="rdx-abl-message")
     images, texts = [], []
-    with gr.Row():
-        for k, (ref, gate) in enumerate(WALKTHROUGH):
-            with gr.Column(min_width=180):
-                images.append(
-                    gr.Image(
-                        label=f"reference {ref} · GII {gate}",
-                        interactive=False,
-                        height=220,
-                        elem_id=f"rdx-abl-{ref}-{gate}",
-                    )
-                )
+    with gr.Row(elem_id="rdx-abl-panels"):
+        for k, (ref, gate) in enumerate(walkthrough_settings("teacher")):
+            with gr.Column(min_width=220):
+                images.append(gr.Image(label=panel_label(ref, gate), interactive=False, height=240,
+                                       elem_id=f"rdx-abl-panel-{k}", elem_classes="rdx-abl-panel"))
                 texts.append(gr.Markdown(elem_id=f"rdx-abl-text-{k}"))
-    gr.Markdown("### What the GII gate let through (teacher · gated)")
+    gates_title = gr.Markdown("### What the GII gate let through", elem_id="rdx-abl-gates-title")
     with gr.Row():
-        gates = pictures_gallery("GII gate s per decoder scale (0..1)", "rdx-abl-gates", columns=2, height=240)
-        gates_text = gr.Markdown(elem_id="rdx-abl-gates-text")
+        with gr.Column(scale=1, min_width=300):
+            gates = pictures_gallery("GII gate s per decoder scale, over the image (colour bar: 0 … 1)",
+                                     "rdx-abl-gates", columns=2, height="auto")
+        with gr.Column(scale=1, min_width=300):
+            gates_text = gr.Markdown(elem_id="rdx-abl-gates-text")
     gr.Markdown("### Try any combination")
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, min_width=260):
             reference = gr.Radio(list(REFERENCES), value="teacher", label="Reference", elem_id="rdx-abl-reference")
             gate = gr.Radio(list(GATES), value="gated", label="GII gate", elem_id="rdx-abl-gate")
-        with gr.Column(scale=1):
-            custom = gr.Image(label="Chosen combination", interactive=False, height=260, elem_id="rdx-abl-custom")
-        custom_text = gr.Markdown(elem_id="rdx-abl-custom-text")
+        with gr.Column(scale=1, min_width=300):
+            custom = gr.Image(label=CUSTOM_LABEL + panel_label("teacher", "gated"), interactive=False, height=260,
+                              elem_id="rdx-abl-custom")
+        with gr.Column(scale=1, min_width=300):
+            custom_text = gr.Markdown(elem_id="rdx-abl-custom-text")
     gr.Markdown("### Trained variants of this category")
     variants = pictures_gallery(
-        "Variants (same image, each with its own calibration)", "rdx-abl-variants", columns=5, height=280
+        "Variants (same image, each with its own calibration)", "rdx-abl-variants", columns=5, height="auto"
     )
-    variants_text = gr.Markdown(elem_id="rdx-abl-variants-text")
-    return AblationsTab(source, examples, run, reference, gate, message, tuple(images), tuple(texts), gates,
-                        gates_text, custom, custom_text, variants, variants_text)
+    variants_text = gr.Markdown(elem_id="rdx-abl-variants-text", elem_classes="rdx-table")
+    return AblationsTab(source, shown, examples, run, reference, gate, message, tuple(images), tuple(texts),
+                        gates_title, gates, gates_text, custom, custom_text, variants, variants_text)
 
 
 def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_state: gr.State) -> None:
     sessions = cfg.sessions
+    radios = [tab.reference, tab.gate]
+    reveal(tab.run, "#rdx-abl-message")  # the answer's top: which image and checkpoint, then the panels
+    reveal(tab.examples, "#rdx-abl-message", event="select")
+    for radio in radios:
+        reveal(radio, "#rdx-abl-custom", event="change")
     # internal to the page (they read the Inspect state): not API endpoints
     tab.run.click(
         bind(walkthrough_inspect, tab, sessions),
-        [checkpoint, inspect_state],
+        [checkpoint, inspect_state, *radios],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
         api_visibility="private",
     )
     tab.examples.select(
         bind(walkthrough_example, tab, sessions, cfg.example_paths),
-        [checkpoint, inspect_state],
+        [checkpoint, inspect_state, *radios],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
         api_visibility="private",
     )
-    for radio in (tab.reference, tab.gate):
+    for radio in radios:
         radio.change(
             bind(custom_selected, tab, sessions),
-            [checkpoint, inspect_state, tab.source, tab.reference, tab.gate],
+            [checkpoint, inspect_state, tab.source, *radios],
             [tab.custom, tab.custom_text],
             concurrency_id="inspect",
+                trigger_mode="always_last",
             api_visibility="private",
         )
+    checkpoint.change(
+        bind(walkthrough_checkpoint, tab, sessions),
+        [checkpoint, inspect_state, tab.source, tab.shown, *radios],
+        tab.outputs,
+        concurrency_id="inspect",
+        api_visibility="private",
+    )

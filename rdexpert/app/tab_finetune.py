@@ -22,11 +22,13 @@ from pathlib import Path
 import gradio as gr
 
 from rdexpert.app import views
-from rdexpert.app.common import AppConfig, bind
+from rdexpert.app.common import AppConfig, bind, reveal
 from rdexpert.app.finetune import IMAGE_SIZES, VARIANT_CHOICES, FineTuneJob, FineTuneSettings
-from rdexpert.app.registry import Registry
+from rdexpert.app.registry import Registry, public_text
 from rdexpert.app.sessions import Sessions, cleanup_workdir
-from rdexpert.app.uploads import UploadError, prepare_dataset
+from rdexpert.app.uploads import CheckpointZipLimits, UploadError, prepare_dataset, unpack_checkpoint_zip
+from rdexpert.checkpoint.folder import CheckpointError
+from rdexpert.inference.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +45,17 @@ def intro(cfg: AppConfig) -> str:
         "`normal/` are normal, in `defect/` (`bad/`, `anomaly/`, MVTec `test/<type>/`) defective, in "
         "`mask/` (`ground_truth/`) masks matched by name (`x.png` or `x_mask.png`). Training starts from "
         "the pretrained backbone (or, with **Warm start**, from the trained weights of the checkpoint in "
-        "\"Start from\": on metal_plate 100 warm iterations matched 200 from scratch); the threshold is calibrated on held-out normal images at the end, and "
-        "the model becomes selectable above.\n\n"
+        "\"Start from\": on metal_plate 100 warm iterations matched 200 from scratch); the threshold is "
+        "calibrated on held-out normal images at the end, and the model becomes selectable above.\n\n"
         f"**Limits:** {ul.describe()}; {fl.min_iterations}–{fl.max_iterations} iterations. Zips with "
         "absolute paths, `..` entries, links or non-image files are refused. One fine-tune runs at a "
-        "time (others wait in the queue). The default is the `quick` preset (128 px, 200 iterations): on 2 CPU "
-        "cores about 1.5 minutes from start to a calibrated model, 99.4 % image and 95.5 % pixel AUROC on "
-        "metal_plate "
-        "(`bench/finetune_speed.py`); 256 px takes about 4x longer per iteration. Cancel keeps nothing "
-        "selectable.\n\n**Private to this page:** your uploads and fine-tuned models are visible only in "
-        "this browser tab, and are gone when you close or reload it; download the zip to keep a model. "
-        "The server deletes them later."
+        "time (others wait in the queue). The default is the `quick` preset (128 px, 200 iterations): on 2 "
+        "free CPU cores about 2 minutes from start to a calibrated model (1.5 for the training alone; longer "
+        "while the server is busy: the progress bar measures the speed and says the time left), 99.4 % image "
+        "and 95.5 % pixel AUROC on metal_plate; 256 px takes about 4x longer per iteration. Cancel keeps "
+        "nothing selectable.\n\n**Private to this page:** your uploads and fine-tuned models are visible only in "
+        "this browser tab, and are gone when you close or reload it; download the zip to keep a model, and load "
+        "it back below (*Load a downloaded model*). The server deletes them later."
     )
 
 
@@ -94,6 +96,20 @@ def _settings(registry: Registry, base, warm, variant, size, iterations, name) -
     return settings, origin
 
 
+def outcome_text(info) -> str:
+    """What a trained model is, in plain words: the reference it scores against and why, what its threshold's
+    calibration data says (and a warning when most synthetic defects would pass)."""
+    try:
+        calibration = Calibration.from_dict(info.calibration)
+        estimates, warning = calibration.estimates(), calibration.miss_warning()
+    except (ValueError, TypeError, KeyError):
+        estimates, warning = {}, None
+    parts = [views.reference_sentence(info.default_reference, info.health), views.calibration_sentence(estimates)]
+    if warning:
+        parts.append(f"**⚠ {warning}.**")
+    return "\n\n".join(part for part in parts if part)
+
+
 def _finished_text(entry, job: FineTuneJob, metrics: dict | None, has_defects: bool) -> str:
     info = entry.info
     thr = info.threshold
@@ -104,6 +120,9 @@ def _finished_text(entry, job: FineTuneJob, metrics: dict | None, has_defects: b
         if thr is not None
         else f"**Finished**: `{entry.key}` (no threshold calibrated)."
     )
+    outcome = outcome_text(info)
+    if outcome:
+        text += "\n\n" + outcome
     if metrics:
         text += (
             f"\n\nMetrics on {len(job.eval_samples)} labelled images (held-out normal + uploaded "
@@ -142,7 +161,12 @@ def progress_line(snap: dict) -> str:
 
 def _shown(tab: FineTuneTab, status: str, plot=None, result: str = "", download: str | None = None) -> dict:
     """Every component of ``tab.outputs``."""
-    return {tab.status: status, tab.plot: plot, tab.metrics: result, tab.download: download}
+    note = views.HEALTH_NOTE if plot is not None and _has_health(plot) else ""
+    return {tab.status: status, tab.plot: plot, tab.plot_note: note, tab.metrics: result, tab.download: download}
+
+
+def _has_health(figure) -> bool:
+    return any("AUROC" in (trace.name or "") for trace in getattr(figure, "data", ()))
 
 
 def finetune(
@@ -212,11 +236,13 @@ def finetune(
         last_plot = -1.0
         while job.running:
             snap = job.snapshot()
-            plot = gr.skip()
+            plot, note = gr.skip(), gr.skip()
             if time.perf_counter() - last_plot > PLOT_SECONDS and snap["history"]["iteration"]:
                 plot, last_plot = views.loss_figure(snap["history"]), time.perf_counter()
+                note = views.HEALTH_NOTE if snap["history"].get("health") else ""
             progress = progress_line(snap)
-            yield {tab.status: progress + f'<div class="rdx-small">{about}</div>', tab.plot: plot}
+            yield {tab.status: progress + f'<div class="rdx-small">{about}</div>', tab.plot: plot,
+                   tab.plot_note: note}
             time.sleep(POLL_SECONDS)
     finally:
         if job.running:  # the page went away: stop the training thread too
@@ -235,9 +261,13 @@ def finetune(
         return
     entry = registry.add_local(job.out, source="fine-tuned", name=settings.name)
     entry.eval_samples, entry.archive = job.eval_samples or None, job.archive
+    reference = entry.info.default_reference
     yield _shown(
         tab,
-        progress + views.message_html(f"Done in {snap['elapsed']:.0f} s. {about}", "ok"),
+        progress + views.message_html(
+            f"Done in {snap['elapsed']:.0f} s: {entry.key} is selectable above and scores against the "
+            f"{views.REFERENCE_NAMES.get(reference, reference)} (see below why, and what its threshold means). "
+            f"{about}", "ok"),
         plot,
         _finished_text(entry, job, snap["metrics"], bool(dataset.defect)),
         offer_download(job.archive),
@@ -257,6 +287,69 @@ def cancel(sessions: Sessions, request: gr.Request | None = None):
     return views.message_html("Cancelling: the run stops after the current iteration and saves its state.", "warning")
 
 
+def loaded_name(folder_name: str) -> str:
+    """The name a fine-tune was given, from its folder's name in the zip ("my-parts-20250101-120000-1a2b3c")."""
+    match = re.match(r"^(.*?)-\d{8}-\d{6}-[0-9a-f]{6}$", folder_name)
+    return slug(match.group(1) if match else folder_name or "loaded")
+
+
+def load_zip(
+    tab: FineTuneTab,
+    checkpoint: gr.Dropdown,
+    cfg: AppConfig,
+    archive,
+    request: gr.Request | None = None,
+    limits: CheckpointZipLimits = CheckpointZipLimits(),
+):
+    """A downloaded checkpoint zip loaded back into this page's own checkpoints: validated
+    (:func:`~rdexpert.app.uploads.unpack_checkpoint_zip`: JSON and safetensors only, sizes bounded, no path
+    leaves the folder), loaded once (every tensor checked against the model it describes), then selected in the
+    picker. ``tab.load_status``, the picker and the "Start from" list."""
+    if not archive:
+        return {tab.load_status: ""}
+    path = Path(str(archive if isinstance(archive, (str, Path)) else getattr(archive, "path", None) or archive.name))
+    session = cfg.sessions.get(request)
+    folder = session.folder / "loaded" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    try:
+        unpacked = unpack_checkpoint_zip(path, folder, limits)
+    except UploadError as error:
+        return {tab.load_status: views.message_html(f"Not loaded: {error}", "error")}
+    except OSError as error:
+        log.exception("could not unpack %s into %s", path, folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        reason = error.strerror or type(error).__name__
+        return {tab.load_status: views.message_html(f"The server could not store the zip ({reason}).", "error")}
+    registry = session.registry
+    entry = registry.add_local(folder, source="loaded", name=loaded_name(unpacked.name))
+    error = entry.error
+    if error is None:
+        try:
+            registry.predictor(entry.key)  # every tensor against the model config.json describes
+        except CheckpointError as failure:
+            error = str(failure)
+    if error is not None:
+        registry.remove(entry.key)
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("a loaded checkpoint zip was refused: %s", error)
+        return {tab.load_status: views.message_html(f"Not loaded: {public_text(error)}", "error")}
+    session.touch()
+    ignored = f" ({unpacked.ignored} other file(s) in the zip were not read)" if unpacked.ignored else ""
+    outcome = outcome_text(entry.info)
+    text = (views.message_html(f"Loaded {entry.key}: it is now selected in the checkpoint list above{ignored}.",
+                               "ok")
+            + (f'<div class="rdx-small">{_markdown_bold(outcome)}</div>' if outcome else ""))
+    choices = checkpoint_choices(checkpoint, tab.base, registry)
+    choices[checkpoint] = gr.Dropdown(choices=registry.choices(), value=entry.key)
+    return {tab.load_status: text, **choices}
+
+
+def _markdown_bold(text: str) -> str:
+    """The few ``**bold**`` marks of :func:`outcome_text`, as HTML (the status is an HTML component)."""
+    import html as _html
+
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _html.escape(text)).replace("\n\n", "<br>")
+
+
 @dataclass
 class FineTuneTab:
     inputs: list  # normal, defect, masks, base, variant, size, iterations, name, warm: finetune()'s inputs
@@ -264,14 +357,17 @@ class FineTuneTab:
     cancel: gr.Button
     status: gr.HTML
     plot: gr.Plot
+    plot_note: gr.Markdown  # what the health plot means
     metrics: gr.Markdown  # the result
     download: gr.File
     uploads: list  # (file input, its count) per upload
+    load: gr.File  # a downloaded checkpoint zip, loaded back
+    load_status: gr.HTML
 
     @property
     def outputs(self) -> list:
         """What finetune() fills."""
-        return [self.status, self.plot, self.metrics, self.download]
+        return [self.status, self.plot, self.plot_note, self.metrics, self.download]
 
     @property
     def base(self) -> gr.Dropdown:
@@ -289,9 +385,11 @@ def upload_summary(files) -> str:
 
 
 def _files(label: str, elem_id: str) -> tuple[gr.File, gr.Markdown]:
-    """An upload and, under it, its file count."""
-    with gr.Column(min_width=200):
-        files = gr.File(label=label, file_count="multiple", file_types=["image", ".zip"], elem_id=elem_id)
+    """An upload and, under it, its file count; a long file list scrolls inside the box (``height``), so forty
+    files never push Start and the progress down the page."""
+    with gr.Column(min_width=240):
+        files = gr.File(label=label, file_count="multiple", file_types=["image", ".zip"], elem_id=elem_id,
+                        height=170)
         count = gr.Markdown(elem_id=f"{elem_id}-count", elem_classes="rdx-small")
     return files, count
 
@@ -319,8 +417,9 @@ def build(cfg: AppConfig) -> FineTuneTab:
         warm = gr.Checkbox(
             value=False,
             label="Warm start",
-            info="begin from that checkpoint's trained weights, not from the expert (bench/results/finetune_speed.md)",
+            info="from its trained weights: fewer iterations needed",
             elem_id="rdx-ft-warm",
+            min_width=200,
         )
         variant = gr.Dropdown(list(VARIANT_CHOICES), value="full", label="Variant", elem_id="rdx-ft-variant")
         size = gr.Dropdown(
@@ -336,18 +435,30 @@ def build(cfg: AppConfig) -> FineTuneTab:
         )
         name = gr.Textbox(value="my-parts", label="Name", elem_id="rdx-ft-name")
     with gr.Row():
-        start = gr.Button("Start fine-tuning", variant="primary", elem_id="rdx-ft-start")
-        stop = gr.Button("Cancel", variant="stop", elem_id="rdx-ft-cancel")
+        start = gr.Button("Start fine-tuning", variant="primary", elem_id="rdx-ft-start", min_width=160)
+        stop = gr.Button("Cancel", variant="stop", elem_id="rdx-ft-cancel", min_width=160)
     status = gr.HTML(elem_id="rdx-ft-status")
-    plot = gr.Plot(label="Loss", elem_id="rdx-ft-plot")
-    metrics = gr.Markdown(elem_id="rdx-ft-metrics")
-    download = gr.File(label="Checkpoint folder (zip)", interactive=False, elem_id="rdx-ft-download")
+    metrics = gr.Markdown(elem_id="rdx-ft-metrics", elem_classes="rdx-table")
+    download = gr.File(label="Checkpoint folder (zip): download it to keep the model", interactive=False,
+                       elem_id="rdx-ft-download", height=120)
+    plot = gr.Plot(label="Loss and health check", elem_id="rdx-ft-plot")
+    plot_note = gr.Markdown(elem_id="rdx-ft-plot-note", elem_classes="rdx-small")
+    gr.Markdown("### Load a downloaded model\nA zip this tab offered for download, to use that model again in "
+                f"this page ({CheckpointZipLimits().describe()}; only its JSON and safetensors files are read).")
+    with gr.Row():
+        with gr.Column(min_width=280):
+            load = gr.File(label="Checkpoint zip", file_count="single", file_types=[".zip"],
+                           elem_id="rdx-ft-load", height=120)
+        with gr.Column(min_width=280):
+            load_status = gr.HTML(elem_id="rdx-ft-load-status")
     inputs = [normal, defect, masks, base, variant, size, iterations, name, warm]
-    return FineTuneTab(inputs, start, stop, status, plot, metrics, download, uploads)
+    return FineTuneTab(inputs, start, stop, status, plot, plot_note, metrics, download, uploads, load, load_status)
 
 
 def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
     # none of these is an API endpoint: they act on the browser session's own files and jobs
+    reveal(tab.start, "#rdx-ft-status")  # the progress bar, right under the buttons
+    reveal(tab.load, "#rdx-ft-load-status", event="upload")
     event = tab.start.click(
         bind(finetune, tab, cfg),
         tab.inputs,
@@ -364,5 +475,12 @@ def wire(tab: FineTuneTab, cfg: AppConfig, checkpoint: gr.Dropdown) -> None:
         api_visibility="private",
     )
     tab.cancel.click(bind(cancel, cfg.sessions), outputs=tab.status, queue=False, api_visibility="private")
+    tab.load.upload(
+        bind(load_zip, tab, checkpoint, cfg),
+        tab.load,
+        [tab.load_status, checkpoint, tab.base],
+        concurrency_id="inspect",
+        api_visibility="private",
+    )
     for files, count in tab.uploads:
         files.change(upload_summary, files, count, queue=False, api_visibility="private")

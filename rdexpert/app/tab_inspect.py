@@ -5,6 +5,12 @@ for any threshold) is :mod:`rdexpert.app.inspection`; this module lays out the
 tab's components and wires its events: a new request runs the network, the
 threshold slider and the results gallery only redraw from the kept state, and
 a new checkpoint reruns the images on screen.
+
+Dropping files on the upload inspects them at once, and only them: gradio's
+file box appends new files to those already there, so the box is trimmed to
+the new ones first (:func:`keep_new_uploads`). Every request scrolls the page
+to its answer (:func:`~rdexpert.app.common.reveal`): on a phone the examples sit
+below the verdict, and a refusal is shown above the result area, where the eye is.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 import gradio as gr
 
 from rdexpert.app import views
-from rdexpert.app.common import AppConfig, bind, examples_gallery
+from rdexpert.app.common import AppConfig, bind, examples_gallery, reveal
 from rdexpert.app.header import describe
 from rdexpert.app.inspection import (
     MAX_INSPECT_IMAGES,
@@ -42,6 +48,14 @@ def inspect_files(
     request: gr.Request | None = None,
 ):
     return inspect(view, sessions.registry_for(request), key, uploaded_paths(uploaded), threshold)
+
+
+def keep_new_uploads(files: gr.File, count: gr.State, uploaded, before: int) -> dict:
+    """Files were dropped on the box: gradio appended them to the ``before`` files already there; keep only the
+    new ones (a new upload is a new request, never "all the files so far")."""
+    paths = uploaded_paths(uploaded)
+    new = paths[before:] if 0 <= before < len(paths) else paths
+    return {files: new or None, count: len(new)}
 
 
 def example_truth(caption: str) -> str:
@@ -104,6 +118,7 @@ def change_checkpoint(
 @dataclass
 class InspectTab:
     files: gr.File
+    count: gr.State  # how many files the box held after the last upload (gradio appends new ones)
     run: gr.Button
     examples: gr.Gallery
     threshold: gr.Slider
@@ -120,11 +135,12 @@ class InspectTab:
 
 def build(cfg: AppConfig, state: gr.State) -> InspectTab:
     """The tab's components (inside ``gr.Tab``); ``state`` holds the :class:`InspectState`."""
+    count = gr.State(0)
     with gr.Row(elem_id="rdx-inspect-row"):  # on a phone the CSS in ui.py puts the verdict and map first
-        with gr.Column(scale=1, elem_id="rdx-inspect-controls"):
+        with gr.Column(scale=1, min_width=300, elem_id="rdx-inspect-controls"):
             files = gr.File(
-                label=f"Images (one or several, up to {MAX_INSPECT_IMAGES}; each at most "
-                f"{int(MAX_INSPECT_PIXELS**0.5)}x{int(MAX_INSPECT_PIXELS**0.5)} pixels)",
+                label=f"Images: drop one or several (up to {MAX_INSPECT_IMAGES}, each at most "
+                f"{int(MAX_INSPECT_PIXELS**0.5)}x{int(MAX_INSPECT_PIXELS**0.5)} pixels); they are inspected at once",
                 file_count="multiple",
                 file_types=["image"],
                 elem_id="rdx-files",
@@ -145,7 +161,8 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
                 "without running the network again.",
                 elem_id="rdx-threshold",
             )
-        with gr.Column(scale=2, elem_id="rdx-inspect-results"):
+        with gr.Column(scale=2, min_width=300, elem_id="rdx-inspect-results"):
+            message = gr.HTML(elem_id="rdx-inspect-message")  # a refusal: above the (empty) result, in view
             verdict = gr.HTML(elem_id="rdx-verdict")
             with gr.Row(elem_id="rdx-inspect-pictures"):
                 input_image = gr.Image(
@@ -165,20 +182,25 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
             info = gr.Markdown(elem_id="rdx-inspect-info")
             results = gr.Gallery(
                 label="All results (click one to show it above)",
-                columns=6,
-                height=180,
+                columns=4,
+                height="auto",
                 allow_preview=False,
                 elem_id="rdx-results",
                 visible=False,
                 fit_columns=False,
             )
-            message = gr.HTML(elem_id="rdx-inspect-message")
     view = InspectView(state, results, input_image, fused_image, tuple(scale_images), verdict, info, message)
-    return InspectTab(files, run, examples, threshold, view)
+    return InspectTab(files, count, run, examples, threshold, view)
+
+
+ANSWER = "#rdx-inspect-message"  # the top of the result area: a refusal, else the verdict right below it
 
 
 def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_info: gr.Markdown) -> None:
     sessions, view = cfg.sessions, tab.view
+    reveal(tab.run, ANSWER)
+    reveal(tab.files, ANSWER, event="upload")
+    reveal(tab.examples, ANSWER, event="select")
     # the one intended API endpoint of the tab: inspect uploaded images
     tab.run.click(
         bind(inspect_files, view, sessions),
@@ -186,6 +208,24 @@ def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_in
         view.outputs,
         concurrency_id="inspect",
     )
+    # dropped files: the box keeps only them, and they are inspected at once
+    tab.files.upload(
+        bind(keep_new_uploads, tab.files, tab.count),
+        [tab.files, tab.count],
+        [tab.files, tab.count],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    ).then(
+        bind(inspect_files, view, sessions),
+        [checkpoint, tab.files, tab.threshold],
+        view.outputs,
+        concurrency_id="inspect",
+        api_visibility="private",
+    )
+    tab.files.clear(lambda: 0, None, tab.count, queue=False, api_visibility="private")
+    tab.files.delete(lambda files: len(uploaded_paths(files)), tab.files, tab.count, queue=False,
+                     api_visibility="private")
     tab.examples.select(
         bind(inspect_example, view, sessions, cfg.examples),
         [checkpoint, tab.threshold],

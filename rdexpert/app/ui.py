@@ -29,26 +29,47 @@ from rdexpert.app import header, tab_ablations, tab_evaluate, tab_finetune, tab_
 from rdexpert.app.common import AppConfig, bind  # noqa: E402
 from rdexpert.app.sessions import Sessions  # noqa: E402
 
-__all__ = ["AppConfig", "CSS", "Page", "build_demo"]
+__all__ = ["AppConfig", "CSS", "Page", "build_demo", "theme"]
 
 CSS = """
 .rdx-verdict {padding: 4px 0}
 #rdx-examples .thumbnail-item, #rdx-abl-examples .thumbnail-item {min-width: 96px}
 .rdx-small {font-size: 0.9em; color: #555}
-/* a long gallery caption is shown whole while pointed at (gradio cuts it with an ellipsis) */
-.thumbnail-item:hover .caption-label, .thumbnail-item:focus .caption-label {
-  white-space: normal; overflow-wrap: anywhere; max-width: 100%; opacity: 0.95}
+/* gallery captions are shown whole, wrapped (gradio cuts them with an ellipsis: each verdict needed a hover) */
+.thumbnail-item .caption-label {white-space: normal !important; overflow-wrap: anywhere;
+  max-width: calc(100% - 8px) !important; line-height: 1.25}
+/* result galleries: as many columns as fit, at least 150 px each (a fixed column count squeezed them on a phone) */
+#rdx-results .grid-container, #rdx-abl-variants .grid-container, #rdx-abl-gates .grid-container {
+  grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)) !important}
+#rdx-abl-gates .grid-container {grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)) !important}
+#rdx-abl-examples .grid-container {grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important}
+/* galleries sized by their pictures ("auto"): no empty band below them (gradio gives them 450 px at least) */
+#rdx-results .fixed-height, #rdx-abl-examples .fixed-height, #rdx-abl-gates .fixed-height,
+#rdx-abl-variants .fixed-height {min-height: 0 !important; max-height: none !important}
+/* tables keep each number on one line; a table wider than the page scrolls sideways inside its box */
+.rdx-table table {display: block; width: max-content; max-width: 100%; overflow-x: auto}
+.rdx-table th, .rdx-table td, #rdx-ev-table td, #rdx-ev-table th {white-space: nowrap}
 /* phones: Inspect's two columns become one list, verdict and maps before the examples and the threshold */
 @media (max-width: 720px) {
   #rdx-inspect-row {flex-direction: column}
   #rdx-inspect-controls, #rdx-inspect-results {display: contents}
   #rdx-inspect-controls > :has(#rdx-threshold), #rdx-inspect-controls > #rdx-threshold {order: 1}
   #rdx-inspect-controls > :has(#rdx-examples), #rdx-inspect-controls > #rdx-examples {order: 2}
-  #rdx-header-row, #rdx-inspect-pictures, #rdx-inspect-scales {flex-direction: column}  /* labels not cut */
+  #rdx-inspect-pictures, #rdx-inspect-scales {flex-direction: column}  /* labels not cut */
   #rdx-ft-uploads .file-preview-holder {display: none}  /* the file count under each upload stands in */
   #rdx-checkpoint-info {max-height: 6.5em; overflow-y: auto}  /* scrolls: the verdict stays on the first screen */
 }
 """
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default theme with its own font in regular and **bold** (700). The default declares 400 and 600,
+    and the 600 file gradio ships holds a few glyphs only (a capital A among them): bold text mixed faces and
+    read "ᴀNOMᴀLOUS", "I-ᴀUROC". Without a 600 face, semibold and bold text use the complete bold file."""
+    return gr.themes.Default(
+        font=(gr.themes.LocalFont("Source Sans Pro", weights=(400, 700)), "ui-sans-serif", "system-ui",
+              "sans-serif"),
+    )
 
 
 @dataclass

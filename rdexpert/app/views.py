@@ -82,6 +82,68 @@ def switch_note(variant: str | None, reference: str, gate: str) -> str:
     return ("Note: " + "; ".join(notes) + ".") if notes else ""
 
 
+REFERENCE_NAMES = {"teacher": "trained teacher", "expert": "frozen expert"}
+
+
+def default_setting(default_reference: str | None) -> tuple[str, str]:
+    """(reference, gate) of what Inspect shows for a checkpoint: its default reference, gate gated."""
+    return (default_reference or "teacher", "gated")
+
+
+def switch_text(variant: str | None, reference: str, gate: str, default_reference: str | None = "teacher") -> str:
+    """What one switch setting does, for this variant and this checkpoint's default (what Inspect shows).
+
+    Read from the variant's flags, so a panel never promises what the model does not have: for ``rd`` (the teacher
+    is the frozen expert, no skips) the default panel says so, instead of "the trained teacher" and "GII".
+    """
+    flags = VARIANTS.get(variant)
+    default = default_setting(default_reference)
+    trained = flags is None or flags.train_teacher
+    skip = flags.skip if flags is not None else "gated"
+    parts = ["**This checkpoint's default: what Inspect shows.**" if (reference, gate) == default else ""]
+    if not trained:
+        parts.append("The student is compared with the teacher, which in this variant is the frozen expert itself "
+                     "(it is not trained): the teacher and expert references give the same map.")
+    elif reference == "teacher":
+        parts.append("The student is compared with the trained teacher"
+                     + (", not with the frozen expert this checkpoint scores against by default (its health check "
+                        "found the trained teacher worse)." if default[0] == "expert" else "."))
+    else:
+        parts.append("The student is compared with the frozen pretrained expert instead of the trained teacher: "
+                     "what changes is what the teacher's training added (its features turn away from the expert's "
+                     "inside defects, which usually separates defects more sharply)"
+                     + ("; this checkpoint scores against the expert by default, because its health check found "
+                        "the trained teacher worse." if default[0] == "expert" else "."))
+    if skip == "none":
+        parts.append("This variant has no skips: no teacher detail reaches the decoder, whatever the gate says.")
+    elif skip == "plain":
+        parts.append("This variant's skips are plain (ungated): all teacher detail reaches the decoder, whatever "
+                     "the gate says.")
+    elif gate == "gated":
+        parts.append("GII injects teacher detail only where student and teacher agree.")
+    elif gate == "open":
+        parts.append("Gate open (s = 1): all teacher detail is injected, as a plain skip connection would; the "
+                     "defect's own features leak into the reconstruction, so the map usually gets weaker on the defect.")
+    else:
+        parts.append("Gate closed (s = 0): no teacher detail reaches the decoder, like plain RD without skips; fine "
+                     "normal detail is lost, so normal texture and edges tend to light up too (false positives).")
+    return " ".join(part for part in parts if part)
+
+
+def look_at(variant: str | None, reference: str, gate: str, default_reference: str | None = "teacher") -> str:
+    """What the eye should check in one panel, against the default map (nothing, where the switch does nothing)."""
+    default = default_setting(default_reference)
+    if (reference, gate) == default:
+        return LOOK_AT[("teacher", "gated")]
+    if switch_note(variant, reference, gate) and (reference == default[0] or gate == "gated"):
+        return "nothing should change: for this variant this switch does nothing, so the difference from the " \
+               "default map is about 0."
+    if (reference, gate) == ("teacher", "gated"):  # the default is the expert
+        return "is the defect sharper than against the expert? That is what training the teacher should buy; " \
+               "for this checkpoint the health check found it did not."
+    return LOOK_AT[(reference, gate)]
+
+
 DISPLAY_SIZE = 256  # small models' pictures are enlarged to this for the page
 
 
@@ -134,11 +196,31 @@ def scale_overlays(image: np.ndarray, scale_maps: list[np.ndarray]) -> list[np.n
     return [overlay(image, m, 0.0, max(top, 1e-6), None) for m in scale_maps]
 
 
-def gate_picture(s: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """The gate s (a coarse H x W grid), colour-mapped on 0..1 and enlarged with visible cells."""
-    picture = heatmap(s, 0.0, 1.0, "viridis")
-    scale = max(1, size // max(s.shape))
-    return cv2.resize(picture, (s.shape[1] * scale, s.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+def colour_bar(width: int, colormap: str = "viridis", labels=((0.0, "s = 0"), (0.5, "0.5"), (1.0, "1"))) -> np.ndarray:
+    """A horizontal colour bar, ``width`` pixels wide, 0 at the left and 1 at the right, with its values below."""
+    bar = heatmap(np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (12, 1)), 0.0, 1.0, colormap)
+    legend = np.full((20, width, 3), 255, np.uint8)
+    for value, text in labels:
+        (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)
+        x = int(np.clip(value * (width - 1) - w / 2, 1, width - w - 1))
+        cv2.putText(legend, text, (x, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (33, 33, 33), 1, cv2.LINE_AA)
+    return np.vstack([np.full((4, width, 3), 255, np.uint8), bar, legend])
+
+
+def gate_picture(s: np.ndarray, image: np.ndarray | None = None, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """The gate s (a coarse H x W grid) colour-mapped on 0..1, its cells kept visible, over the grey image it was
+    computed on (where the gate holds back: on the defect), with a colour bar below saying what the colours mean."""
+    if image is not None:
+        grey = cv2.cvtColor(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        grey = display(grey, size)
+        h, w = grey.shape[:2]
+        cells = cv2.resize(heatmap(s, 0.0, 1.0, "viridis"), (w, h), interpolation=cv2.INTER_NEAREST)
+        picture = cv2.addWeighted(grey, 0.45, cells, 0.55, 0)
+    else:
+        scale = max(1, size // max(s.shape))
+        picture = cv2.resize(heatmap(s, 0.0, 1.0, "viridis"), (s.shape[1] * scale, s.shape[0] * scale),
+                             interpolation=cv2.INTER_NEAREST)
+    return np.vstack([picture, colour_bar(picture.shape[1])])
 
 
 def difference_line(normalized_map: np.ndarray, default_map: np.ndarray) -> str:
@@ -150,18 +232,36 @@ def difference_line(normalized_map: np.ndarray, default_map: np.ndarray) -> str:
     )
 
 
+NOT_THE_PRODUCT = "NOT THE TRAINED PRODUCT"
+
+
 def verdict_html(
     normalized_score: float,
     threshold: float,
     score: float | None = None,
     raw_threshold: float | None = None,
     extra: str = "",
+    out_of_distribution: bool = False,
 ) -> str:
     """A coloured verdict with a bar of the calibrated score against the threshold; the score is not clipped, so
-    the text also says how many times the threshold it is (a wrong product reads far above a real defect)."""
+    the text also says how many times the threshold it is (a wrong product reads far above a real defect).
+
+    ``out_of_distribution``: the image is not the trained product, so there is no defect verdict to give: the
+    headline says so (orange, as the warning above it), never a red ANOMALOUS; the score stays, in grey, as a
+    number only (``data-verdict`` keeps what the score alone would say, for scripts).
+    """
     anomalous = normalized_score >= threshold
     colour = "#c62828" if anomalous else "#2e7d32"
     word = "ANOMALOUS" if anomalous else "NORMAL"
+    if out_of_distribution:
+        return (
+            f'<div class="rdx-verdict" data-verdict="{word.lower()}" data-ood="true">'
+            f'<div style="font-size:1.4em;font-weight:700;color:#ef6c00">{NOT_THE_PRODUCT}</div>'
+            f'<div style="color:#555">no defect verdict: the score ({normalized_score:.3f}, '
+            f"{normalized_score / max(threshold, 1e-9):.1f} × the threshold {threshold:.2f}) measures how far the "
+            f"image is from the trained product, not a defect</div>"
+            f'<div style="color:#555">{extra}</div></div>'
+        )
     pct = 100 * min(max(normalized_score, 0.0), 1.0)
     tpct = 100 * min(max(threshold, 0.0), 1.0)
     raw = ""
@@ -182,14 +282,14 @@ def verdict_html(
 
 
 def truth_html(truth: str | None, anomalous: bool) -> str:
-    """For an image whose label is known (an example): its ground truth beside the model's verdict, and whether
+    """For an image whose label is known (an example, an evaluated image): its ground truth beside the model's verdict, and whether
     they agree; "" when the label is not known (an upload)."""
     if not truth:
         return ""
     word = "ANOMALOUS" if anomalous else "NORMAL"
     agrees = (truth == "defective") == anomalous
     return (
-        f'<div class="rdx-truth" data-agrees="{str(agrees).lower()}">Example — ground truth: '
+        f'<div class="rdx-truth" data-agrees="{str(agrees).lower()}">Labelled image — ground truth: '
         f"<b>{html.escape(truth)}</b> · model: <b>{word}</b> ({'agrees' if agrees else 'disagrees'})</div>"
     )
 
@@ -333,12 +433,12 @@ def roc_figure(scores, labels, maps=None, masks=None, metrics: dict | None = Non
         )
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
     fig.update_layout(
-        title="ROC curves",
+        title="ROC",
         xaxis_title="false positive rate",
         yaxis_title="true positive rate",
-        height=380,
-        margin=dict(l=50, r=20, t=40, b=40),
-        legend=dict(x=0.45, y=0.05),
+        height=400,
+        margin=dict(l=50, r=10, t=40, b=40),
+        legend=dict(orientation="h", x=0, y=-0.22, yanchor="top"),  # below the plot: never over the curves
     )
     return fig
 
@@ -363,10 +463,52 @@ def histogram_figure(normalized_scores, labels, threshold: float = 0.5):
     fig.add_vline(x=threshold, line_dash="dash", annotation_text="threshold")
     fig.update_layout(
         barmode="overlay",
-        title="Image scores (calibrated: threshold = 0.5)",
-        xaxis_title="calibrated score",
+        title="Image scores",  # short: a phone shows the whole title
+        xaxis_title=f"calibrated score (threshold {threshold:g})",
         yaxis_title="images",
-        height=380,
-        margin=dict(l=50, r=20, t=40, b=40),
+        height=400,
+        margin=dict(l=50, r=10, t=40, b=40),
+        legend=dict(orientation="h", x=0, y=-0.22, yanchor="top"),
     )
     return fig
+
+
+# -- a finished fine-tune, in plain words -------------------------------------------------------
+HEALTH_NOTE = (
+    "**Health check** (lower plot, when shown): every so often the trainer pastes synthetic defects into held-out "
+    "normal images and measures how well each reference separates the defect pixels from the rest (pixel AUROC: "
+    "0.5 is chance, 1 is perfect). At the end the model scores against whichever holds up: the trained teacher, "
+    "unless it does clearly worse than the frozen expert."
+)
+
+
+def reference_sentence(default_reference: str | None, health: dict) -> str:
+    """Which reference a trained model scores against and why, in plain words (from config.json's ``health``)."""
+    final = health.get("final") or {}
+    teacher, expert = final.get("separation_teacher"), final.get("separation_expert")
+    numbers = (f" (synthetic-defect pixel AUROC: teacher {teacher:.2f}, expert {expert:.2f}; 0.5 is chance)"
+               if isinstance(teacher, (int, float)) and isinstance(expert, (int, float)) else "")
+    if default_reference == "expert":
+        return ("**Scores against the frozen expert.** On the health check the trained teacher separated synthetic "
+                f"defects worse than the frozen expert{numbers}, so this model compares the student with the expert: "
+                "it still works as a detector, but training the teacher did not help on these images (more normal "
+                "images or more iterations may).")
+    if not health:
+        return ""
+    return (f"**Scores against the trained teacher**: it held up on the health check{numbers}.")
+
+
+def calibration_sentence(e: dict) -> str:
+    """What the calibration data says about the threshold, in plain words (``Calibration.estimates()``)."""
+    if not e.get("normal_images"):
+        return ""
+    text = (f"**Threshold**: set on {e['normal_images']} held-out normal image(s); {e.get('normal_flagged', 0)} of "
+            f"them score above it (with so few images the false-alarm rate is only known to be at most "
+            f"{100 * e.get('false_positive_rate_upper95', 1.0):.0f} %).")
+    if e.get("synthetic_anomalies"):
+        faint = (f"; of {e['faint_anomalies']} faint ones, {e.get('faint_missed', 0)}" if e.get("faint_anomalies")
+                 else "")
+        text += (f" Of {e['synthetic_anomalies']} synthetic defects, {e.get('synthetic_missed', 0)} score below it"
+                 f"{faint} (an estimate of how many real defects would be missed: synthetic defects are only a "
+                 "proxy).")
+    return text

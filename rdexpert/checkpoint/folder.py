@@ -21,11 +21,20 @@ config.json sections:
 
 Checkpoints written before the ``backbone``/``input`` sections existed still
 load; they are checked by tensor shapes only.
+
+A checkpoint may come from anywhere (a Hub repository the operator did not write), so nothing in it is trusted:
+:func:`read_config` checks every field of config.json against :mod:`rdexpert.checkpoint.schema` (type, range,
+allowed values), and :func:`load_checkpoint` measures the model it describes on PyTorch's "meta" device (shapes
+only, nothing allocated) and checks the memory it needs against a limit (``MAX_MODEL_BYTES``, or the environment
+variable ``RDEXPERT_MAX_MODEL_BYTES``), the weights file's size, the backbone facts and every tensor's name and
+shape before the real model is built. Each refusal is one :class:`CheckpointError` line.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +43,18 @@ import torch
 from rdexpert import __version__
 from rdexpert.checkpoint.format import CONFIG_NAME, FORMAT, FORMAT_VERSION, WEIGHTS_NAME, CheckpointError
 from rdexpert.checkpoint.io import read_json, read_tensors, write_json, write_tensors
+from rdexpert.checkpoint.schema import MAX_CONFIG_BYTES, validate_config
 from rdexpert.data import train_and_holdout
 from rdexpert.hub.resolve import resolve_checkpoint
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
 from rdexpert.training.recipe import DEFAULT_SEED
-from rdexpert.model.backbones import FEATURE_STRIDES
+from rdexpert.model.backbones import FEATURE_STRIDES, BackboneInfo
+
+# what loading one checkpoint may take in memory (its parameters and buffers, plus its weights file read beside
+# them): the largest model rdexpert trains (wide_resnet50_2, "full") takes about 1.3 GB; a config asking for more
+# is refused before anything is allocated, unless the environment variable raises the limit
+MAX_MODEL_BYTES = 4 * 2**30
+MAX_MODEL_BYTES_ENV = "RDEXPERT_MAX_MODEL_BYTES"
 
 INPUT_CONVENTION = {
     "channels": "RGB",
@@ -104,7 +120,10 @@ class CheckpointInfo:
 
 
 def backbone_section(model: ExpertTeacherStudent, pretrained: bool) -> dict:
-    info = model.expert.info
+    return _backbone_facts(model.expert.info, pretrained)
+
+
+def _backbone_facts(info: BackboneInfo, pretrained: bool) -> dict:
     return {
         "name": info.name,
         "channels": list(info.channels),
@@ -149,25 +168,24 @@ def file_sha256(path: str | Path) -> str:
 
 
 def read_config(folder: str | Path) -> dict:
+    """A checkpoint folder's config.json, checked against the schema (:mod:`rdexpert.checkpoint.schema`): every
+    entry point (CLI, API, app) reads configs here, so a tampered one is refused with one CheckpointError line."""
     folder = Path(folder)
     path = folder / CONFIG_NAME
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     if not path.is_file():
         raise CheckpointError(f"{folder} is not an rdexpert checkpoint: {CONFIG_NAME} is missing")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path} is {size} bytes; a {CONFIG_NAME} is at most {MAX_CONFIG_BYTES} bytes")
     try:
         config = read_json(path)
-    except ValueError as error:
-        raise CheckpointError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(config, dict) or "model" not in config:
-        raise CheckpointError(f"{path} has no 'model' section; it was not written by rdexpert")
-    version = config.get("format_version", FORMAT_VERSION)
-    if config.get("format", FORMAT) != FORMAT or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} is format {config.get('format')!r} version {version}; this rdexpert {__version__} "
-            f"reads {FORMAT!r} up to version {FORMAT_VERSION}. Upgrade rdexpert."
-        )
-    return config
+    except ValueError as error:  # also UnicodeDecodeError
+        raise CheckpointError(f"{path} is not valid JSON ({' '.join(str(error).split())})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is not valid JSON (nested too deeply)") from None
+    return validate_config(config, path)
 
 
 def update_config(folder: str | Path, **sections) -> dict:
@@ -210,12 +228,12 @@ def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def _check_backbone(config: dict, model: ExpertTeacherStudent, path: Path) -> None:
+def _check_backbone(config: dict, info: BackboneInfo, model_config: ModelConfig, path: Path) -> None:
     """The stored backbone facts must be what this machine's timm builds for the same name."""
     stored = config.get("backbone")
     if stored is None:
         return
-    rebuilt = backbone_section(model, stored.get("pretrained", True))
+    rebuilt = _backbone_facts(info, stored.get("pretrained", True))
     problems = [
         f"{key}: config.json {stored[key]} vs rebuilt {rebuilt[key]}"
         for key in ("name", "channels", "feature_strides")
@@ -227,16 +245,83 @@ def _check_backbone(config: dict, model: ExpertTeacherStudent, path: Path) -> No
         if key in stored and any(abs(a - b) > 1e-6 for a, b in zip(stored[key], rebuilt[key]))
     ]
     image_size = CheckpointInfo.from_config(config).input_size
-    image_size = model.config.image_size if image_size is None else image_size
-    if image_size != model.config.image_size:
-        problems.append(f"image_size: input section {image_size} vs model section {model.config.image_size}")
+    image_size = model_config.image_size if image_size is None else image_size
+    if image_size != model_config.image_size:
+        problems.append(f"image_size: input section {image_size} vs model section {model_config.image_size}")
     if problems:
         raise CheckpointError(
-            f"{path} does not describe the {model.config.backbone} backbone this machine builds: "
+            f"{path} does not describe the {model_config.backbone} backbone this machine builds: "
             + "; ".join(problems)
             + ". The checkpoint was made for another backbone or preprocessing (or timm changed the model); "
             "use the rdexpert/timm versions it was trained with."
         )
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """What a model config builds, measured on PyTorch's "meta" device: shapes and sizes, no memory allocated."""
+
+    model_bytes: int  # parameters and buffers of the whole model (expert, teacher, student)
+    weights: dict  # name -> (shape, is floating point) of every tensor a checkpoint stores (trainable_state_dict)
+    weights_bytes: int  # those tensors' bytes, in the model's dtypes
+    backbone: BackboneInfo
+
+    @property
+    def load_bytes(self) -> int:
+        """Memory to load a checkpoint of this model: the model, and its weights file read beside it."""
+        return self.model_bytes + self.weights_bytes
+
+
+@functools.lru_cache(maxsize=16)
+def model_blueprint(config: ModelConfig) -> Blueprint:
+    """Build the model of ``config`` on the meta device (no weights, no pretrained download) and measure it."""
+    with torch.device("meta"):
+        model = ExpertTeacherStudent(config, pretrained=False)
+
+    def nbytes(tensors) -> int:
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    stored = model.trainable_state_dict()
+    return Blueprint(model_bytes=nbytes(model.parameters()) + nbytes(model.buffers()),
+                     weights={k: (tuple(v.shape), v.is_floating_point()) for k, v in stored.items()},
+                     weights_bytes=nbytes(stored.values()), backbone=model.expert.info)
+
+
+def max_model_bytes() -> int:
+    """The memory one checkpoint may take to load: ``RDEXPERT_MAX_MODEL_BYTES`` when set, else MAX_MODEL_BYTES."""
+    raw = os.environ.get(MAX_MODEL_BYTES_ENV, "").strip()
+    if not raw:
+        return MAX_MODEL_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{MAX_MODEL_BYTES_ENV} must be a positive whole number of bytes, got {raw!r}")
+    return value
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:,.0f} MiB"
+
+
+def _measure(model_config: ModelConfig, path: Path) -> Blueprint:
+    """The blueprint of the model ``path`` describes, refused when it cannot be built or needs too much memory."""
+    c = model_config
+    try:
+        plan = model_blueprint(c)
+    except Exception as error:  # timm: unknown name, no stride-4/8/16 features, ...
+        raise CheckpointError(f"{path}: model.backbone {c.backbone!r} cannot be built here "
+                              f"({type(error).__name__}: {' '.join(str(error).split())[:300]})") from None
+    limit = max_model_bytes()
+    if plan.load_bytes > limit:
+        raise CheckpointError(
+            f"{path}: the model section (backbone {c.backbone}, variant {c.variant}, ocbe_blocks {c.ocbe_blocks}, "
+            f"decoder_blocks {list(c.decoder_blocks)}) needs about {_mib(plan.load_bytes)} to load "
+            f"({_mib(plan.model_bytes)} of parameters and buffers, {_mib(plan.weights_bytes)} of weights read beside "
+            f"them), above the limit of {_mib(limit)}; set {MAX_MODEL_BYTES_ENV} (bytes) to allow more"
+        )
+    return plan
 
 
 def load_checkpoint(
@@ -256,21 +341,26 @@ def load_checkpoint(
     """
     folder, source = resolve_checkpoint(ref, cache_dir=cache_dir, token=token)
     config = read_config(folder)
+    config_path = folder / CONFIG_NAME
     try:
         model_config = ModelConfig.from_dict(config["model"])
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: invalid model section ({error})") from None
+        raise CheckpointError(f"{config_path}: invalid model section ({error})") from None
     weights_path = folder / WEIGHTS_NAME
     if not weights_path.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}")
-    if pretrained_expert is None:
-        pretrained_expert = CheckpointInfo.from_config(config).pretrained
-    model = ExpertTeacherStudent(model_config, pretrained=pretrained_expert)
-    _check_backbone(config, model, folder / CONFIG_NAME)
+    # everything is checked against the model measured on the meta device before the real one is built
+    plan = _measure(model_config, config_path)
+    size, most = weights_path.stat().st_size, plan.weights_bytes + 2**20 + 1024 * len(plan.weights)
+    if size > most:  # its tensors in float32 and a generous header: more is not the weights of this model
+        raise CheckpointError(f"{weights_path} is {size} bytes; the weights of a {model_config.backbone} / "
+                              f"{model_config.variant} model take at most {most}")
+    _check_backbone(config, plan.backbone, model_config, config_path)
     try:
         state = read_tensors(weights_path)
     except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"{weights_path} is not a readable safetensors file ({error})") from None
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file "
+                              f"({' '.join(str(error).split())[:300]})") from None
     expected_hash = config.get("weights_sha256")
     if expected_hash is not None and file_sha256(weights_path) != expected_hash:
         raise CheckpointError(
@@ -278,22 +368,28 @@ def load_checkpoint(
             "a save was interrupted between the two files, or one was replaced. Re-run the training command "
             "(it resumes) or restore both files together."
         )
-    expected = model.trainable_state_dict()
+    expected = plan.weights
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k][0]}"
         for k in expected
-        if k in state and state[k].shape != expected[k].shape
+        if k in state and tuple(state[k].shape) != expected[k][0]
     ]
+    mismatched += [f"{k}: checkpoint {state[k].dtype} vs model {'floating point' if floating else 'integer'}"
+                   for k, (_, floating) in expected.items() if k in state and state[k].is_floating_point() != floating]
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"{weights_path} does not match a {model_config.backbone} / {model_config.variant} model: "
             f"{len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, "
             f"{len(mismatched)} shape mismatches {mismatched[:3]}"
         )
+    if pretrained_expert is None:
+        pretrained_expert = CheckpointInfo.from_config(config).pretrained
+    model = ExpertTeacherStudent(model_config, pretrained=pretrained_expert)
+    real = model.trainable_state_dict()
     # tensors stored in half precision are upcast to the model's dtype here
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+    model.load_state_dict({k: v.to(real[k].dtype) for k, v in state.items()}, strict=False)
     config["source"] = source
     return model.to(map_location).eval(), config
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -35,13 +37,16 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 MIN_FREE_BYTES = 50 * 2**20  # an output folder with less free room is refused before any compute
 
 
-def check_writable(folder: str | Path, min_free: int = MIN_FREE_BYTES, what: str = "output folder") -> Path:
+def check_writable(folder: str | Path, min_free: int = MIN_FREE_BYTES, what: str = "output folder",
+                   needed_for: str | None = None) -> Path:
     """Make sure ``folder`` exists (created if needed), takes a file and has ``min_free`` bytes of free room.
 
     Meant to run before any compute, so that a read-only or full output location fails in a second
     instead of after a long run. A probe file is written and deleted; folders created here and
     still empty afterwards are removed again, so a refused command leaves nothing behind. Raises
     OSError (PermissionError, NotADirectoryError, ... or ENOSPC) with a message naming the folder.
+    ``needed_for`` says what ``min_free`` is made of (e.g. a training run's estimate, rdexpert.training.loop),
+    appended to the one-line ENOSPC message.
     """
     folder = Path(folder)
     created = []
@@ -62,8 +67,9 @@ def check_writable(folder: str | Path, min_free: int = MIN_FREE_BYTES, what: str
         free = shutil.disk_usage(folder).free
         if free < min_free:
             raise OSError(errno.ENOSPC, f"the {what} {folder} has only {free / 2**20:.0f} MiB free, "
-                                        f"at least {min_free / 2**20:.0f} MiB are needed; free some room or "
-                                        "choose another folder")
+                                        f"at least {min_free / 2**20:.0f} MiB are needed"
+                                        + (f" ({needed_for})" if needed_for else "")
+                                        + "; free some room or choose another folder")
     finally:
         for path in reversed(created):  # deepest first; only folders this call made, and only when still empty
             try:
@@ -88,10 +94,43 @@ def read_json(path: str | Path):
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
-    """Save tensors as safetensors (contiguous CPU copies), atomically."""
+    """Save tensors as safetensors (contiguous CPU copies), atomically.
+
+    A failed write (a full disk ...) raises OSError naming the file, as a failed JSON write does; safetensors
+    itself raises its own SafetensorError with the OS error inside its message."""
     cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(cpu, tmp, metadata=metadata)
+        except SafetensorError as error:
+            number = _os_error_number(str(error))
+            if number is None:
+                raise
+            raise OSError(number, os.strerror(number), str(path)) from error
+
+    return atomic_write(path, write)
+
+
+def _os_error_number(message: str) -> int | None:
+    """The errno inside a SafetensorError's text ("... (os error 28)", "Os { code: 28, ... }"), if any."""
+    found = re.search(r"os error (\d+)|\bcode: (\d+)", message)
+    if found:
+        return int(found.group(1) or found.group(2))
+    return errno.ENOSPC if "No space left on device" in message else None
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
+
+
+def read_tensors_and_metadata(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors of a safetensors file and the string metadata stored with them (empty when none)."""
+    with safe_open(str(path), framework="pt") as f:
+        return {key: f.get_tensor(key) for key in f.keys()}, dict(f.metadata() or {})
+
+
+def read_tensor_metadata(path: str | Path) -> dict[str, str]:
+    """Only the string metadata of a safetensors file (its header; no tensor is read)."""
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})

@@ -258,28 +258,51 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Calibration":
-        """Read a checkpoint's ``calibration`` section (also the first format: threshold + holdout_scores)."""
-        if not data or data.get("threshold") is None:
+        """Read a checkpoint's ``calibration`` section (also the first format: threshold + holdout_scores). A value of
+        the wrong type is a ValueError naming the field (read_config refuses such a config.json before this)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config.json 'calibration' must be an object, got {type(data).__name__}")
+        if data.get("threshold") is None:
             raise ValueError("the checkpoint has no calibrated threshold (config.json 'calibration' is empty)")
-        scores = data.get("holdout_scores") or []
-        threshold = float(data["threshold"])
+        scores = _numbers(data.get("holdout_scores"), "holdout_scores")
+        threshold = _number(data["threshold"], "threshold")
         low = data.get("low")
         if low is None:  # first format: anchor at the lowest normal score, or at zero
             low = min(scores) if scores and min(scores) < threshold else min(0.0, threshold - 1.0)
         f1 = data.get("f1_threshold")
         return cls(
             threshold=threshold,
-            low=float(low),
-            source=data.get("source", "held-out normal training images"),
-            rule=data.get("rule", data.get("threshold_rule", "")),
-            normal_scores=tuple(float(v) for v in scores),
-            f1_threshold=None if f1 is None else float(f1),
-            synthetic_scores=tuple(float(v) for v in data.get("synthetic_scores") or []),
-            method=data.get("method", "normal images"),
-            faint_scores=tuple(float(v) for v in data.get("faint_scores") or []),
+            low=_number(low, "low"),
+            source=_text(data.get("source", "held-out normal training images"), "source"),
+            rule=_text(data.get("rule", data.get("threshold_rule", "")), "rule"),
+            normal_scores=scores,
+            f1_threshold=None if f1 is None else _number(f1, "f1_threshold"),
+            synthetic_scores=_numbers(data.get("synthetic_scores"), "synthetic_scores"),
+            method=_text(data.get("method", "normal images"), "method"),
+            faint_scores=_numbers(data.get("faint_scores"), "faint_scores"),
         )
 
     @classmethod
     def from_config(cls, config: dict) -> "Calibration":
         """The calibration stored in a checkpoint's config.json."""
         return cls.from_dict(config.get("calibration") or {})
+
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+        raise ValueError(f"calibration.{name} must be a finite number, got {value!r:.60}")
+    return float(value)
+
+
+def _numbers(values, name: str) -> tuple[float, ...]:
+    if values is None:
+        return ()
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"calibration.{name} must be a list of numbers, got {type(values).__name__}")
+    return tuple(_number(v, f"{name}[{i}]") for i, v in enumerate(values))
+
+
+def _text(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"calibration.{name} must be a string, got {value!r:.60}")
+    return value

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
@@ -21,6 +23,12 @@ REFERENCES = ("teacher", "expert")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 2048
 SIZE_MULTIPLE = 32  # the encoder's stride-16 features go through one more stride-2 stage in the OCBE
 MAX_BLUR_SIGMA = 64.0
+# bottlenecks in the OCBE and in each decoder stage: the decoder mirrors a ResNet, and the deepest stage of any
+# ResNet (ResNet-152's third) has 36; RD and RD with Expert use 3 and (3, 4, 6)
+MIN_BLOCKS, MAX_BLOCKS = 1, 36
+# a timm model name, optionally with its pretrained tag ("wide_resnet50_2.tv_in1k"); no "hf-hub:" prefix or path, so
+# that a checkpoint's config cannot make timm fetch an architecture from elsewhere
+BACKBONE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}"
 # a prepared model on the CPU runs at most this many input pixels at once (4 images at 256 px): bigger batches
 # spill their activations out of the caches into freshly mapped memory and cost more per image (bench/latency.py)
 CPU_CHUNK_PIXELS = 4 * 256 * 256
@@ -70,19 +78,30 @@ class ModelConfig:
     input_fit: str = IMPROVED.input_fit
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
+        # bounded and typed before anything is allocated: a tampered config.json must fail here, not in malloc or deep
+        # in a forward (rdexpert.checkpoint.schema checks a config.json's model section against these same bounds)
+        if not isinstance(self.backbone, str) or not re.fullmatch(BACKBONE_NAME, self.backbone):
+            raise ValueError(f"backbone must be a timm model name (letters, digits, '_', '.', '-'; at most 128), "
+                             f"got {self.backbone!r}")
+        if not isinstance(self.variant, str) or self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; choose one of {sorted(VARIANTS)}")
-        # bounded before anything is allocated: a tampered config.json must fail here, not in malloc
-        if not isinstance(self.image_size, int) or not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE \
+        if not _is_int(self.image_size) or not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE \
                 or self.image_size % SIZE_MULTIPLE:
             raise ValueError(f"image_size must be a multiple of {SIZE_MULTIPLE} in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], "
                              f"got {self.image_size!r}")
-        if not 0 <= float(self.blur_sigma) <= MAX_BLUR_SIGMA:
+        if not _is_int(self.ocbe_blocks) or not MIN_BLOCKS <= self.ocbe_blocks <= MAX_BLOCKS:
+            raise ValueError(f"ocbe_blocks must be an integer in [{MIN_BLOCKS}, {MAX_BLOCKS}], got {self.ocbe_blocks!r}")
+        if not isinstance(self.decoder_blocks, (list, tuple)) or len(self.decoder_blocks) != 3 \
+                or not all(_is_int(n) and MIN_BLOCKS <= n <= MAX_BLOCKS for n in self.decoder_blocks):
+            raise ValueError(f"decoder_blocks must be 3 integers in [{MIN_BLOCKS}, {MAX_BLOCKS}], "
+                             f"got {self.decoder_blocks!r}")
+        if not _is_number(self.blur_sigma) or not 0 <= self.blur_sigma <= MAX_BLUR_SIGMA:
             raise ValueError(f"blur_sigma must be in [0, {MAX_BLUR_SIGMA}], got {self.blur_sigma!r}")
-        if self.default_reference not in REFERENCES:
+        if not isinstance(self.default_reference, str) or self.default_reference not in REFERENCES:
             raise ValueError(f"unknown default_reference {self.default_reference!r}; choose one of {REFERENCES}")
-        if self.blur_border not in BLUR_BORDERS or self.precision not in PRECISIONS \
-                or not isinstance(self.map_align_corners, bool) or self.input_fit not in INPUT_FITS:
+        if not all(isinstance(value, str) and value in allowed for value, allowed in (
+                (self.blur_border, BLUR_BORDERS), (self.precision, PRECISIONS), (self.input_fit, INPUT_FITS))) \
+                or not isinstance(self.map_align_corners, bool):
             raise ValueError(f"bad scoring choices: map_align_corners={self.map_align_corners!r} (bool), "
                              f"blur_border={self.blur_border!r} {BLUR_BORDERS}, precision={self.precision!r} "
                              f"{PRECISIONS}, input_fit={self.input_fit!r} {INPUT_FITS}")
@@ -102,6 +121,14 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model field(s) {unknown}; known: {sorted(names)}")
         return cls(**{**LEGACY_SCORING, **section})
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # How a checkpoint written before the recipe's scoring fields existed was scored (rdexpert.training.recipe).

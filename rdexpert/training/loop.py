@@ -12,11 +12,13 @@ the test split never reaches this module.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import signal
 import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -26,10 +28,17 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rdexpert.checkpoint.folder import save_checkpoint
-from rdexpert.checkpoint.io import read_json, read_tensors, write_json, write_tensors
+from rdexpert.checkpoint.io import (
+    check_writable,
+    read_json,
+    read_tensor_metadata,
+    read_tensors_and_metadata,
+    write_json,
+    write_tensors,
+)
 from rdexpert.data import SyntheticAnomalyDataset, fit_image, load_image, train_and_holdout
 from rdexpert.evaluation.plots import plot_loss_history
-from rdexpert.inference.ood import fit_ood, save_ood
+from rdexpert.inference.ood import MAX_COMPONENTS, fit_ood, save_ood
 from rdexpert.model import ExpertTeacherStudent
 from rdexpert.runtime import resolve_device
 from rdexpert.synthesis import AnomalySynthesizer, choose_foreground, foreground_method_for
@@ -56,14 +65,96 @@ from rdexpert.training.step import (  # noqa: F401  (warm_start re-exported)
 
 
 def history_until(history: dict, iteration: int) -> dict:
-    """The loss history up to ``iteration``: a run killed after the history was written (a later resume state, the
-    final checkpoint) but before its state.json resumes from the state's iteration, without repeated entries."""
+    """The loss history up to ``iteration``. Only for resume states written before the history was stored
+    inside the state (:data:`RESUME_KEY`): their loss_history.json may run ahead of the state's iteration."""
     kept = sum(1 for i in history.get("iteration", []) if i <= iteration)
     return {
         key: [h for h in values if h.get("iteration", 0) <= iteration] if key == "health"
         else values[:kept] if isinstance(values, list) else values
         for key, values in history.items()
     }
+
+
+# The resume state is ONE file, OUT/resume/state.safetensors: the trainable weights and the optimizer moments as
+# tensors, and under this metadata key (JSON) everything else: iteration, epoch, config, optimizer settings, RNG
+# state and the loss history. It is replaced atomically (rdexpert.checkpoint.io.atomic_write), so it is always one
+# whole save, the previous one kept until the new one is complete: a kill at any moment resumes from one
+# consistent state, never from weights of one save with the counters of another.
+# OUT/resume/state.json is written after it: a readable summary (iteration, config, the save's id) for people and
+# tools; resuming does not rely on it (a kill between the two leaves it one save behind, and the newer state is used).
+RESUME_KEY = "rdexpert_resume"
+RESUME_FORMAT = 2  # 1 (no RESUME_KEY): state.json held the counters, paired with whatever tensors were on disk
+
+
+def resume_iteration(out: str | Path) -> int | None:
+    """The iteration a run in ``out`` would resume from (None: no usable resume state), read from the state file."""
+    path = Path(out) / "resume" / "state.safetensors"
+    try:
+        record = json.loads(read_tensor_metadata(path)[RESUME_KEY])
+    except Exception:  # missing, unreadable (safetensors' own error types) or an old-format state
+        return None
+    return int(record["iteration"])
+
+
+# -- the room a run needs on disk (checked before anything is computed) ----------------------------------------------
+SAFETENSORS_ENTRY_BYTES = 160  # header bytes per tensor (name, dtype, shape, offsets), generously
+OTHER_FILES_BYTES = 2 * 2**20  # config.json, loss.png, state.json, the probe ... (measured: well under 1 MiB)
+HISTORY_BYTES_PER_ITERATION = 200  # loss_history.json (indented JSON) + the same history inside the resume state
+
+
+def _learned_parameters(model: ExpertTeacherStudent, image_size: int) -> tuple[list, list]:
+    """(teacher, student) parameters that get a gradient, hence Adam moments: found by one forward and backward
+    on PyTorch's meta device (no memory, no compute). timm feature extractors keep stages past the last
+    feature map whose weights never get one. Any failure: every trainable parameter (an upper bound)."""
+    teacher = list(model.trained_teacher.parameters()) if model.trained_teacher is not None else []
+    student = list(model.student_parameters())
+    try:
+        with torch.enable_grad():
+            x = torch.empty(2, 3, image_size, image_size, device="meta")
+            model.train()
+            features = (model.trained_teacher or model.expert)(x)
+            students = model.student([f.detach() for f in features])
+            loss = sum(s.float().sum() for s in students)
+            if model.trained_teacher is not None:
+                loss = loss + sum(f.float().sum() for f in features)
+            loss.backward()
+        used = [p for p in teacher if p.grad is not None], [p for p in student if p.grad is not None]
+        if used[1]:
+            return used
+    except Exception:  # an exotic backbone the meta device cannot run: count them all
+        pass
+    return teacher, student
+
+
+def estimate_output_bytes(config: TrainConfig) -> dict[str, int]:
+    """What a run of ``config`` writes into its output folder, in bytes, from its model config alone.
+
+    The model is built on the meta device (shapes only, nothing allocated, no weights downloaded).
+    ``resume_state``: trainable weights + the two Adam moments of every parameter that learns (+ headers, history);
+    ``peak``: two resume states (a save's temporary file beside the previous state, which is kept until
+    the new one is complete) or one state + the final weights + the out-of-distribution file, whichever is
+    more, + the small files; ``final``: what stays after a finished run.
+    """
+    model_config = config.model_config()
+    with torch.device("meta"):
+        model = ExpertTeacherStudent(model_config, pretrained=False)
+    weights = model.trainable_state_dict()
+    weight_bytes = sum(v.numel() * v.element_size() for v in weights.values())
+    weights_file = weight_bytes + SAFETENSORS_ENTRY_BYTES * len(weights)
+    teacher, student = _learned_parameters(model, model_config.image_size)
+    learned = teacher + student
+    moments = sum(2 * p.numel() * p.element_size() + 4 for p in learned)  # exp_avg, exp_avg_sq, step (float32)
+    history = HISTORY_BYTES_PER_ITERATION * config.iterations
+    state = weights_file + moments + 3 * SAFETENSORS_ENTRY_BYTES * len(learned) + 64 * 1024 + history
+    ood = (MAX_COMPONENTS + 2) * sum(model.expert.channels) * 4 + 4096
+    small = OTHER_FILES_BYTES + history
+    peak = max(2 * state, state + weights_file + ood) + small
+    return {"resume_state": state, "weights": weights_file, "ood": ood, "other": small, "peak": peak,
+            "final": weights_file + ood + small}
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.0f}" if n >= 10 * 2**20 else f"{n / 2**20:.1f}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -196,6 +287,8 @@ class Trainer:
         return self.out / "resume"
 
     def _save_state(self, model, optimizers, iteration, epoch, history, elapsed):
+        """One resume state, whole, in state.safetensors (see :data:`RESUME_KEY`); then its readable summary
+        state.json and the loss history for people (neither is needed to resume)."""
         if not self.worker.is_main:  # the ranks hold the same weights; one copy is kept
             return
         tensors = {f"model.{k}": v for k, v in model.trainable_state_dict().items()}
@@ -206,21 +299,34 @@ class Trainer:
             for index, slots in state["state"].items():
                 for slot, value in slots.items():
                     tensors[f"optim.{name}.{index}.{slot}"] = torch.as_tensor(value)
-        # state.json last: it says which iteration the state is at. A kill between the writes leaves a loss
-        # history that runs ahead of it (never behind), and _load_state cuts the history back to it
+        summary = {"format": RESUME_FORMAT, "save_id": uuid.uuid4().hex, "iteration": iteration, "epoch": epoch,
+                   "elapsed_seconds": elapsed, "config": self.config.to_dict(), "tensors": "state.safetensors"}
+        record = {**summary, "param_groups": groups, "torch_rng": torch.get_rng_state().tolist(), "history": history}
+        write_tensors(self.state_dir / "state.safetensors", tensors,
+                      metadata={"format": "pt", RESUME_KEY: json.dumps(record)})
+        write_json(self.state_dir / "state.json", summary)
         write_json(self.out / "loss_history.json", history)
-        write_tensors(self.state_dir / "state.safetensors", tensors)
-        write_json(
-            self.state_dir / "state.json",
-            {"config": self.config.to_dict(), "iteration": iteration, "epoch": epoch,
-             "elapsed_seconds": elapsed, "param_groups": groups, "torch_rng": torch.get_rng_state().tolist()},
-        )
 
     def _load_state(self, model, optimizers):
-        meta_path = self.state_dir / "state.json"
-        if not meta_path.is_file():
+        tensors_path, meta_path = self.state_dir / "state.safetensors", self.state_dir / "state.json"
+        if not tensors_path.is_file():
+            if meta_path.is_file():
+                warnings.warn(f"{meta_path} without its state.safetensors (removed?): the run starts over",
+                              UserWarning, stacklevel=3)
             return None
-        meta = read_json(meta_path)
+        try:
+            tensors, metadata = read_tensors_and_metadata(tensors_path)
+        except Exception as error:  # safetensors raises its own error types for damaged files
+            raise ValueError(f"{tensors_path} is not a readable resume state ({error}); delete the 'resume' "
+                             f"subfolder of {self.out} to start over") from None
+        if RESUME_KEY in metadata:
+            meta = json.loads(metadata[RESUME_KEY])
+            history = meta["history"]
+        elif meta_path.is_file():  # a state saved before the counters moved into the tensors file (format 1)
+            meta = read_json(meta_path)
+            history = history_until(read_json(self.out / "loss_history.json"), meta["iteration"])
+        else:
+            return None
         saved, current = TrainConfig.from_dict(meta["config"]).to_dict(), self.config.to_dict()
         changed = [k for k, v in saved.items() if k not in RESUMABLE_CHANGES and current.get(k) != v]
         if changed:
@@ -228,7 +334,6 @@ class Trainer:
                 f"{self.out} holds an interrupted run with different settings ({', '.join(changed)}); "
                 "use another --out folder, or delete its 'resume' subfolder to start over"
             )
-        tensors = read_tensors(self.state_dir / "state.safetensors")
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
         for name, optimizer in optimizers.items():
             prefix = f"optim.{name}."
@@ -239,18 +344,31 @@ class Trainer:
                     state.setdefault(int(index), {})[slot] = value
             optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
-        history = history_until(read_json(self.out / "loss_history.json"), meta["iteration"])
         return meta["iteration"], meta["epoch"], history, meta["elapsed_seconds"]
+
+    # -- room on disk ------------------------------------------------------------------------
+    def _check_room(self) -> dict[str, int]:
+        """Refuse, before any data is read or step run, an output folder without room for what this run writes
+        (:func:`estimate_output_bytes`); a resume state already there is replaced, so its bytes count as free."""
+        need = estimate_output_bytes(self.config)
+        present = sum(p.stat().st_size for p in self.state_dir.glob("state.*") if p.is_file()) \
+            if self.state_dir.is_dir() else 0
+        check_writable(self.out, min_free=max(need["peak"] - present, 0), needed_for=(
+            f"this run's estimate: 2 x {_mib(need['resume_state'])} MiB of resume state while a save replaces "
+            f"the previous one, {_mib(need['weights'])} MiB of final weights, {_mib(need['other'] + need['ood'])} "
+            "MiB of other files" + (f", less the {_mib(present)} MiB resume state already there" if present else "")))
+        return need
 
     # -- main loop ---------------------------------------------------------------------------
     def fit(self) -> Path:
         c = self.config
-        if self.parallel:
-            distributed.start_group(self.worker, self.device)
-            self.worker.limit_cpu_threads()
         if self.worker.is_main:
             for stale in [*self.out.glob(".*.tmp"), *self.state_dir.glob(".*.tmp")]:
                 stale.unlink(missing_ok=True)  # half-written files of a run killed mid-save (rdexpert.checkpoint.io.atomic_write)
+            self._check_room()  # before the process group, the data and the model: a full disk fails in a second
+        if self.parallel:
+            distributed.start_group(self.worker, self.device)
+            self.worker.limit_cpu_threads()
         self._barrier()
         torch.manual_seed(c.seed)
         np.random.seed(c.seed % 2**32)
@@ -312,12 +430,20 @@ class Trainer:
                     last_save = time.perf_counter()
         except BaseException:
             if iteration > start:  # keep what was learned, so the run can resume
-                self._save_state(model, optimizers, iteration, epoch, history, time.perf_counter() - began)
+                try:
+                    self._save_state(model, optimizers, iteration, epoch, history, time.perf_counter() - began)
+                except Exception as failed:  # e.g. the full disk that stopped the run: the first error is raised
+                    warnings.warn(f"the state of iteration {iteration} could not be saved ({failed}); the run "
+                                  "resumes from the previous one", UserWarning, stacklevel=2)
             raise
         finally:
             bar.close()
             restore_sigterm()
         train_seconds = time.perf_counter() - began
+        if iteration > start:
+            # the state at the last iteration stays until config.json is written: a run killed while calibrating
+            # or saving the checkpoint (e.g. between the weights and the config) resumes here, with no step to redo
+            self._save_state(model, optimizers, iteration, epoch, history, train_seconds)
         if not self.worker.is_main:  # rank 0 checks, calibrates and saves the one model the ranks share
             self._barrier()
             return self.out

@@ -120,14 +120,14 @@ def alice(served_app, tmp_path_factory, one_thread):
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    """The page in Chromium (1400 x 1000), its examples loaded."""
+    """The page in Chromium (1400 x 900), its examples loaded."""
     if not CHROMIUM.exists():
         pytest.skip("Chromium not found at /usr/bin/chromium (apt-get install -y chromium); browser tests skipped")
     sync_api = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab = browser.new_page(viewport={"width": 1400, "height": 900})
         tab.set_default_timeout(60_000)
         tab.goto(app_url)
         tab.wait_for_selector("#rdx-examples button.thumbnail-item")

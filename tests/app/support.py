@@ -121,3 +121,72 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# -- what a person sees in the browser (tests/app/test_browser_widths.py) ----------------------------
+WIDTHS = {"desktop": (1400, 900), "phone": (400, 850)}
+
+# what does not fit the page: elements sticking out of it (unless a box that scrolls or clips them holds them),
+# texts squeezed narrower than they need (a paragraph in a 20-px column), numbers broken over lines in tables
+LAYOUT_JS = """
+() => {
+  const W = document.documentElement.clientWidth;
+  const shown = (e) => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+  const held = (e) => {
+    for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX === 'visible') continue;
+      const r = a.getBoundingClientRect();
+      if (r.right <= W + 1 && r.left >= -1) return true;
+    }
+    return false;
+  };
+  const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
+    + (typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/)[0] : '');
+  const wide = [], squeezed = [], broken = [];
+  for (const e of document.body.querySelectorAll('*')) {
+    if (!shown(e) || e.closest('#js-plotly-tester')) continue;  // plotly measures text far off the page
+    const r = e.getBoundingClientRect();
+    if (r.width > 0 && r.right > 0 && (r.right > W + 1 || r.left < -1) && !held(e))
+      wide.push(name(e) + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+  }
+  for (const e of document.body.querySelectorAll('.prose, .rdx-message, .rdx-verdict, p, li')) {
+    if (!shown(e)) continue;
+    const text = e.innerText.trim(), r = e.getBoundingClientRect();
+    if (text.length > 40 && r.width < Math.min(240, W * 0.6))
+      squeezed.push(name(e) + ' ' + Math.round(r.width) + ' px: ' + text.slice(0, 40));
+  }
+  for (const e of document.body.querySelectorAll('td, th')) {
+    const text = e.innerText.trim();
+    if (!shown(e) || !/^[-+]?[0-9][0-9.,%]*$/.test(text)) continue;
+    const range = document.createRange();
+    range.selectNodeContents(e);
+    if (new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size > 1) broken.push(name(e) + ' ' + text);
+  }
+  return {wide, squeezed, broken};
+}
+"""
+
+# where an element is in the window: [top, bottom, window height]
+BOX_JS = """(e) => { const r = e.getBoundingClientRect(); return [r.top, r.bottom, window.innerHeight]; }"""
+
+# the cap height of "A" and of "N" in an element's own font (bold "A" from another face read "ᴀNOMᴀLOUS")
+CAPS_JS = """
+async (e) => {
+  const s = getComputedStyle(e), font = `${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  await document.fonts.load(font, 'AN');
+  const c = document.createElement('canvas').getContext('2d');
+  c.font = font;
+  return [c.measureText('A').actualBoundingBoxAscent, c.measureText('N').actualBoundingBoxAscent];
+}
+"""
+
+
+def layout_problems(page) -> dict:
+    """:data:`LAYOUT_JS` on the page: {"wide": [...], "squeezed": [...], "broken": [...]}, each empty when fine."""
+    return page.evaluate(LAYOUT_JS)
+
+
+def assert_in_view(page, selector: str) -> None:
+    """The answer ``selector`` (a verdict, a message, a progress bar) begins inside the window, with room below."""
+    top, bottom, height = page.locator(selector).first.evaluate(BOX_JS)
+    assert 0 <= top <= height - 60, f"{selector} is at {top:.0f}..{bottom:.0f} px in a {height}-px window"

@@ -31,10 +31,11 @@ def test_ablations_use_the_selected_inspect_image(parts):
     assert ablation_source(None, None) is None
     tab = parts.ablations
     out = walkthrough(tab, Registry(), "k", None, None)
-    # message, 4 panels, 4 texts, gates, custom, variants (2 each)
-    assert "Pick an image" in out[tab.message] and len(out) == 15
-    assert custom_combination(tab, Registry(), "k", None, None, "teacher", "open") == {
-        tab.custom: None, tab.custom_text: "Pick an image first."}
+    # message, 4 panels, 4 texts, gates, custom, variants (2 each), what is shown
+    assert "Pick an image" in out[tab.message] and len(out) == 16 and out[tab.shown] is None
+    out = custom_combination(tab, Registry(), "k", None, None, "teacher", "open")
+    assert out[tab.custom_text] == "Pick an image first."
+    assert out[tab.custom].value is None and out[tab.custom].label.endswith("reference teacher · GII open")
 
 
 def test_ablations_show_the_gii_gate_and_each_switchs_difference(app_registry, parts):
@@ -49,9 +50,11 @@ def test_ablations_show_the_gii_gate_and_each_switchs_difference(app_registry, p
     message, texts = out[tab.message], [out[text] for text in tab.texts]
     gates, gates_text = out[tab.gates], out[tab.gates_text]
     assert "defect_train_00066.png" in message
-    assert len(gates) == 2 and [caption.split(",")[0] for _, caption in gates] == ["s at 1/16 (stride 16)",
-                                                                                   "s at 1/8 (stride 8)"]
+    # the gate maps lie over the picture the network saw, with a colour bar below; their captions are in the text
+    assert len(gates) == 2 and all(caption is None for _, caption in gates)
+    assert "1. s at 1/16 (stride 16), mean" in gates_text and "2. s at 1/8 (stride 8), mean" in gates_text
     assert all(picture.dtype == np.uint8 and picture.shape[2] == 3 for picture, _ in gates)
+    assert all(picture.shape[0] > picture.shape[1] for picture, _ in gates)  # the colour bar under the square map
     assert "per-pixel cosine similarity between the student's decoded feature and the teacher's" in gates_text
     assert all("What to look at" in text for text in texts)
     assert "Difference from the default map" not in texts[0]
@@ -61,6 +64,52 @@ def test_ablations_show_the_gii_gate_and_each_switchs_difference(app_registry, p
     plain_rd = next(k for k in app_registry.choices() if app_registry.get(k).variant == "rd")
     out = walkthrough(tab, app_registry, plain_rd, None, example)
     assert out[tab.gates] is None and "no GII gate" in out[tab.gates_text] and "no skips" in out[tab.gates_text]
+
+
+def test_every_panel_shows_the_setting_its_controls_show(app_registry, parts):
+    """Item 1: with reference expert and gate open chosen, a new example (or image, or checkpoint) redraws the
+    chosen-combination panel for expert · open, never for the default; every panel is captioned with its setting."""
+    from rdexpert.app.tab_ablations import CUSTOM_LABEL, panel_label, walkthrough, walkthrough_checkpoint
+
+    example = str(ROOT / "assets" / "defect_train_00066.png")
+    gated = next(k for k in app_registry.choices() if app_registry.get(k).variant in ("full", "rd_gii"))
+    tab = parts.ablations
+    out = walkthrough(tab, app_registry, gated, None, example, "expert", "open")
+    assert out[tab.custom].label == CUSTOM_LABEL + panel_label("expert", "open")
+    assert out[tab.custom_text].startswith("**expert · open** — calibrated score")
+    assert "Difference from the default map" in out[tab.custom_text]
+    for image, text in zip(tab.images, tab.texts):  # each walkthrough panel: caption and text name one setting
+        reference, gate = out[image].label.removeprefix("reference ").split(" · GII ")
+        assert out[text].startswith(f"**{reference} · {gate}** — ")
+    assert out[tab.shown] == gated
+    # a walkthrough setting chosen: the same picture and text as its walkthrough panel
+    out = walkthrough(tab, app_registry, gated, None, example, "teacher", "closed")
+    assert out[tab.custom_text] == out[tab.texts[3]] and out[tab.custom].label.endswith("teacher · GII closed")
+
+    class Sessions:  # the shared registry for every request
+        def registry_for(self, request):
+            return app_registry
+
+    plain_rd = next(k for k in app_registry.choices() if app_registry.get(k).variant == "rd")
+    assert walkthrough_checkpoint(tab, Sessions(), plain_rd, None, example, None, "expert", "open") == {}  # none shown
+    out = walkthrough_checkpoint(tab, Sessions(), plain_rd, None, example, gated, "expert", "open")
+    assert plain_rd in out[tab.message] and out[tab.shown] == plain_rd
+    assert out[tab.custom].label.endswith("reference expert · GII open")
+
+
+def test_panel_texts_follow_the_variant(app_registry, parts):
+    """Item 5: plain RD (the teacher is the frozen expert, no skips) is never said to compare with a trained
+    teacher or to inject detail through GII; its switches are said to change nothing."""
+    from rdexpert.app.tab_ablations import walkthrough
+
+    example = str(ROOT / "assets" / "defect_train_00066.png")
+    plain_rd = next(k for k in app_registry.choices() if app_registry.get(k).variant == "rd")
+    tab = parts.ablations
+    out = walkthrough(tab, app_registry, plain_rd, None, example)
+    default = out[tab.texts[0]]
+    assert "This checkpoint's default" in default and "frozen expert itself" in default and "no skips" in default
+    assert "GII injects" not in default and "trained teacher" not in default
+    assert all("nothing should change" in out[text] for text in tab.texts[1:])
 
 
 def test_shipped_variants_are_compared_like_with_like():
@@ -74,10 +123,11 @@ def test_shipped_variants_are_compared_like_with_like():
     registry = Registry(device="cpu")
     registry.scan(ROOT / "checkpoints", source="shipped")
     found = registry.variants("metal_plate")
-    assert list(found) == ["rd", "rd_expert", "rd_gii", "full"]
+    assert list(found) == ["rd", "rd_expert", "rd_gii", "full", "full_plain"]  # every shipped, selectable variant
     assert {e.info.training["image_size"] for e in found.values()} == {128}
     demo = next(e for e in registry.entries.values() if e.info.training.get("image_size") == 256)
     image = np.asarray(Image.open(sorted((MPDD / "metal_plate" / "test" / "defect").glob("*.png"))[0]).convert("RGB"))
     gallery, text = variant_comparison(registry, demo, image)
-    assert len(gallery) == 4 and "same budget" in text and "128 px, 200 iterations" in text
+    assert len(gallery) == 5 and "same budget" in text and "128 px, 200 iterations" in text
+    assert "`full_plain` (trained teacher + expert targets, augmented student, plain (ungated) skips)" in text
     assert all(p.stat().st_size <= 10 * 2**20 for d in shipped for p in [d / "model.safetensors"])

@@ -128,10 +128,11 @@ def test_inspect_handler_refusals_are_messages(tmp_path, parts):
 
 
 def test_inspect_refuses_a_huge_image_from_its_header(tmp_path, monkeypatch, parts):
-    """D5: a 5000x4000 PNG is refused from its header, before a pixel is decoded; big JPEGs decode downscaled."""
+    """D5: a 5000x4000 PNG is refused from its header, before a pixel is decoded; an accepted big JPEG is decoded
+    whole (as evaluation decodes it)."""
     from PIL import ImageFile
 
-    from rdexpert.app.inspection import DECODE_PIXELS, MAX_INSPECT_PIXELS, inspect, read_image
+    from rdexpert.app.inspection import MAX_INSPECT_PIXELS, inspect, read_image
 
     skip_without_mpdd()
     source = Image.open(sorted((MPDD / "metal_plate" / "train" / "good").glob("*.png"))[0]).convert("RGB")
@@ -158,8 +159,45 @@ def test_inspect_refuses_a_huge_image_from_its_header(tmp_path, monkeypatch, par
         seconds = time.perf_counter() - began
     assert state is None and "huge_scan.png" in message and "5000x4000" in message and "limit" in message
     assert seconds < 2.0
-    image = read_image(big_jpeg)  # accepted (12 MP), decoded in JPEG draft mode at 1/4 scale
-    assert image.shape == (750, 1000, 3) and image.shape[0] * image.shape[1] <= DECODE_PIXELS
+    image = read_image(big_jpeg)  # accepted (12 MP), decoded at full resolution: the score must not depend on the tab
+    assert image.shape == (3000, 4000, 3)
+
+
+def test_an_image_scores_the_same_in_inspect_as_in_evaluate(app_registry, tmp_path):
+    """Item 5: a photo larger than a megapixel scored 0.577 in Inspect and 0.595 in Evaluate's table (Inspect
+    decoded it downscaled); both now see the same pixels, and a request's images are run a few at a time."""
+    from rdexpert.app.header import first_choice
+    from rdexpert.app.inspection import _chunks, predict_items
+    from rdexpert.checkpoint.pretrained import Checkpoint
+    from rdexpert.data import Sample
+    from rdexpert.evaluation.record import evaluate_checkpoint
+
+    photos = [tmp_path / "defect_photo.jpg", tmp_path / "good_photo.jpg"]
+    for name, photo in zip(("defect_train_00066.png", "good_test_00003.png"), photos):
+        Image.open(ROOT / "assets" / name).convert("RGB").resize((2400, 1800)).save(photo, quality=92)
+    key = first_choice(app_registry)
+    predictor = app_registry.predictor(key)
+    state = predict_items(app_registry, key, [str(p) for p in photos])
+    samples = [Sample(photos[0], 1, None, "photo"), Sample(photos[1], 0, None, "good")]
+    result = evaluate_checkpoint(Checkpoint(predictor.model, predictor.config), samples, device=predictor.device,
+                                 model=predictor.model)
+    for item, score in zip(state.items, result.scores):
+        assert item.score == pytest.approx(float(score), abs=1e-5)
+        assert item.normalized_score == pytest.approx(predictor.normalize(float(score)), abs=1e-5)
+    assert _chunks(list("abcd"), [5, 5, 20, 1], 10) == [["a", "b"], ["c"], ["d"]]
+
+
+def test_a_new_upload_replaces_the_files_before_it(parts):
+    """Item 4: gradio's upload box appends new files to those there; the app keeps only the new ones."""
+    from rdexpert.app.tab_inspect import keep_new_uploads
+
+    tab = parts.inspect
+    out = keep_new_uploads(tab.files, tab.count, ["/u/a.png", "/u/b.png"], 0)
+    assert out == {tab.files: ["/u/a.png", "/u/b.png"], tab.count: 2}
+    out = keep_new_uploads(tab.files, tab.count, ["/u/a.png", "/u/b.png", "/u/c.png"], 2)
+    assert out == {tab.files: ["/u/c.png"], tab.count: 1}
+    out = keep_new_uploads(tab.files, tab.count, ["/u/d.png"], 3)  # a file was removed meanwhile: all there is
+    assert out == {tab.files: ["/u/d.png"], tab.count: 1}
 
 
 def test_truncated_jpeg_is_a_message_in_inspect_and_refused_at_upload(app_registry, tmp_path, parts):

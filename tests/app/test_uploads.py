@@ -4,6 +4,7 @@ anything is written; a good upload is sorted into normal, defective and masks.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,79 @@ def test_a_zip_with_a_corrupt_or_lying_header_is_refused_with_a_message(tmp_path
         ft = parts.finetune
         status = next(finetune(ft, cfg, [str(archive)], None, None, None, "rd", 64, 2, "t", False, None))[ft.status]
         assert "Upload refused" in status and str(tmp_path) not in status, status
+
+
+# -- a downloaded checkpoint zip, loaded back (item 10) ------------------------------------------
+def _checkpoint_zip(path, folder, extra: dict | None = None, prefix: str = "my-parts/"):
+    """A zip as the Fine-tune tab offers it: ``prefix`` + every file of the checkpoint ``folder``, plus ``extra``."""
+    entries = {prefix + p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    return zip_files(path, {**entries, **(extra or {})})
+
+
+def test_a_checkpoint_zip_yields_only_its_json_and_safetensors(tmp_path, app_checkpoints):
+    import json
+
+    from rdexpert.app.uploads import unpack_checkpoint_zip
+
+    folder = app_checkpoints["folder"] / "tiny_rd"
+    archive = _checkpoint_zip(tmp_path / "m.zip", folder, {"my-parts/notes.pkl": b"\x80\x04cos\nsystem\n",
+                                                           "my-parts/test/metrics.json": b"{}"})
+    unpacked = unpack_checkpoint_zip(archive, tmp_path / "out")
+    written = sorted(p.name for p in unpacked.folder.iterdir())
+    assert written == sorted(n for n in ("config.json", "model.safetensors", "ood.safetensors", "loss_history.json")
+                             if (folder / n).is_file())
+    assert unpacked.name == "my-parts" and unpacked.ignored >= 2  # the pickle and the report were never extracted
+    assert json.loads((unpacked.folder / "config.json").read_text())["model"]["variant"] == "rd"
+    flat = _checkpoint_zip(tmp_path / "flat.zip", folder, prefix="")  # files at the top level load too
+    assert unpack_checkpoint_zip(flat, tmp_path / "flat").name == ""
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"../evil/config.json": b"{}"}, "outside the archive"),
+        ({"/etc/config.json": b"{}"}, "absolute path"),
+        ({"other/config.json": b"{}"}, "2 checkpoints"),
+    ],
+)
+def test_a_checkpoint_zip_with_paths_outside_or_two_checkpoints_is_refused(tmp_path, app_checkpoints, extra, words):
+    from rdexpert.app.uploads import unpack_checkpoint_zip
+
+    archive = _checkpoint_zip(tmp_path / "m.zip", app_checkpoints["folder"] / "tiny_rd", extra)
+    with pytest.raises(UploadError, match=words):
+        unpack_checkpoint_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil").exists()
+
+
+def test_a_checkpoint_zip_that_lies_or_is_too_big_is_refused(tmp_path, app_checkpoints):
+    import struct
+
+    from rdexpert.app.uploads import CheckpointZipLimits, unpack_checkpoint_zip
+
+    folder = app_checkpoints["folder"] / "tiny_rd"
+    config = (folder / "config.json").read_bytes()
+    cases = [
+        ({"m/config.json": config}, "no model.safetensors"),
+        ({"m/config.json": config, "m/model.safetensors": b"\x80\x04pickle"}, "not a safetensors file"),
+        ({"m/config.json": config, "m/model.safetensors": struct.pack("<Q", 10**9) + b"{}"}, "header size"),
+        ({"m/config.json": b"{ not json", "m/model.safetensors": (folder / "model.safetensors").read_bytes()},
+         "not valid JSON"),
+        ({"m/notes.txt": b"hello"}, "no config.json"),
+    ]
+    for k, (entries, words) in enumerate(cases):
+        with pytest.raises(UploadError, match=words):
+            unpack_checkpoint_zip(zip_files(tmp_path / f"{k}.zip", entries), tmp_path / f"out{k}")
+        assert not (tmp_path / f"out{k}").exists()
+    small = CheckpointZipLimits(max_weights_mb=0.001)
+    with pytest.raises(UploadError, match="limit"):
+        unpack_checkpoint_zip(_checkpoint_zip(tmp_path / "big.zip", folder), tmp_path / "big", small)
+    link = tmp_path / "link.zip"
+    with zipfile.ZipFile(link, "w") as zf:
+        info = zipfile.ZipInfo("m/config.json")
+        info.external_attr = (0o120777 << 16)  # a symbolic link
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UploadError, match="symbolic link"):
+        unpack_checkpoint_zip(link, tmp_path / "link")
+    (tmp_path / "x.pt").write_bytes(b"x")
+    with pytest.raises(UploadError, match="not a .zip"):
+        unpack_checkpoint_zip(tmp_path / "x.pt", tmp_path / "pt")

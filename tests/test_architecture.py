@@ -22,10 +22,10 @@ LAYERS = [
                     "evaluation.metrics", "inference.calibration", "model.backbones", "synthesis.*", "data.images.*"]),
     ("data", ["data", "data.layouts.*", "data.datasets", "evaluation.plots"]),
     ("model", ["model.*"]),
-    ("loading", ["hub", "hub.resolve", "checkpoint.schema", "checkpoint.folder", "inference.scoring", "training.losses",
+    ("loading", ["hub", "hub.resolve", "checkpoint.specs", "checkpoint.schema", "checkpoint.folder", "inference.scoring", "training.losses",
                  "training.health", "inference.ood"]),
     ("workflows", ["checkpoint.pretrained", "evaluation.record", "hub.publish", "inference.onnx_backend", "inference.predictor", "evaluation.evaluate",
-                   "training.calibrate_threshold", "training.config", "training.step", "training.loop", "training.categories",
+                   "training.calibrate_threshold", "training.config", "training.step", "training.resume", "training.output_room", "training.loop", "training.categories",
                    "inference.export"]),
     ("interfaces", ["cli.*", "__main__", "app.*"]),
 ]

@@ -108,11 +108,18 @@ if __name__ == "__main__":
 from helpers import CATEGORY, SIZE  # noqa: E402
 
 import rdexpert.training.loop as loop  # noqa: E402
-from rdexpert.checkpoint.folder import CheckpointError, file_sha256, load_checkpoint, save_checkpoint  # noqa: E402
+from rdexpert.checkpoint.folder import (  # noqa: E402
+    CheckpointError,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
 from rdexpert.checkpoint.format import CONFIG_NAME, WEIGHTS_NAME  # noqa: E402
 from rdexpert.checkpoint.io import read_json, read_tensors, write_tensors  # noqa: E402
 from rdexpert.model import ExpertTeacherStudent  # noqa: E402
-from rdexpert.training.loop import TrainConfig, Trainer, estimate_output_bytes, resume_iteration  # noqa: E402
+from rdexpert.training.loop import TrainConfig, Trainer  # noqa: E402
+from rdexpert.training.output_room import estimate_output_bytes  # noqa: E402
+from rdexpert.training.resume import resume_iteration  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -267,8 +274,9 @@ def test_a_resume_state_already_there_counts_as_room(tiny_data, tmp_path, monkey
 
 def test_a_full_disk_while_writing_tensors_is_an_os_error_naming_the_file(tmp_path, monkeypatch):
     """safetensors raises its own SafetensorError (a traceback in the CLI); write_tensors makes it an OSError."""
-    import rdexpert.checkpoint.io as io
     from safetensors import SafetensorError
+
+    import rdexpert.checkpoint.io as io
 
     def full(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"x" * 10)

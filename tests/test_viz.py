@@ -23,7 +23,7 @@ def test_loss_png_gains_a_health_panel_when_checks_ran(tmp_path):
 
 
 def test_finetune_plot_shows_the_health_curves():
-    from rdexpert.app.views import loss_figure
+    from rdexpert.app.figures import loss_figure
 
     names = [trace.name for trace in loss_figure(_history(True)).data]
     assert names[:2] == ["teacher loss", "student loss"]

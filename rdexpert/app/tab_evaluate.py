@@ -19,9 +19,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from rdexpert.app import views
+from rdexpert.app import figures, views
 from rdexpert.app.common import AppConfig, bind, failure_message, reveal
-from rdexpert.app.evaluation import TABLE_HEADERS, EvaluationView, NoTestSplit, run_evaluation, stored_evaluation
+from rdexpert.app.evaluation import (
+    TABLE_HEADERS,
+    EvaluationView,
+    NoTestSplit,
+    run_evaluation,
+    stored_evaluation,
+)
 from rdexpert.app.inspection import InspectView, inspect
 from rdexpert.app.registry import Registry, public_text
 from rdexpert.app.sessions import Sessions
@@ -87,16 +93,16 @@ def evaluate_checkpoint(
         log.exception("evaluation of %r failed", key)
         return shown(f"**Cannot evaluate** `{key}`: {failure_message(error)}")
     table = views.metrics_markdown({key: view.metrics})
-    hist = views.histogram_figure(view.normalized, view.labels)
+    hist = figures.histogram_figure(view.normalized, view.labels)
     if view.stored:  # an image ROC when every score was stored (no pixel ROC: no maps are kept)
-        roc = views.roc_figure(view.scores, view.labels, None, None, view.metrics) if view.every_score else None
+        roc = figures.roc_figure(view.scores, view.labels, None, None, view.metrics) if view.every_score else None
         return shown(f"**{key}**: {view.description}.\n\n{table}\n\n{STORED_CLICK}", roc, hist, view.table(),
                      view.ordered_rows())
     summary = (
         f"**{key}** on the {view.description}. {len(view.paths)} images in {view.seconds:.1f} s on {view.device}; "
         f"accuracy at the calibrated threshold: {100 * view.accuracy():.1f}%.\n\n" + table
     )
-    roc = views.roc_figure(view.scores, view.labels, view.maps, view.masks, view.metrics)
+    roc = figures.roc_figure(view.scores, view.labels, view.maps, view.masks, view.metrics)
     return shown(summary, roc, hist, view.table(), view.ordered_rows())
 
 

@@ -21,42 +21,33 @@ from pathlib import Path
 
 import gradio as gr
 
-from rdexpert.app import views
+from rdexpert.app import figures, views
+from rdexpert.app.checkpoint_zip import CheckpointZipLimits, unpack_checkpoint_zip
 from rdexpert.app.common import AppConfig, bind, reveal
-from rdexpert.app.finetune import IMAGE_SIZES, VARIANT_CHOICES, FineTuneJob, FineTuneSettings
+from rdexpert.app.finetune import (
+    IMAGE_SIZES,
+    VARIANT_CHOICES,
+    FineTuneJob,
+    FineTuneSettings,
+)
+from rdexpert.app.finetune_text import (
+    finished_text,
+    intro,
+    markdown_bold,
+    outcome_text,
+    progress_line,
+    upload_summary,
+)
 from rdexpert.app.registry import Registry, public_text
 from rdexpert.app.sessions import Sessions, cleanup_workdir
-from rdexpert.app.uploads import CheckpointZipLimits, UploadError, prepare_dataset, unpack_checkpoint_zip
+from rdexpert.app.uploads import UploadError, prepare_dataset
 from rdexpert.checkpoint.folder import CheckpointError
-from rdexpert.inference.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
 PRETRAINED_CHOICE = "pretrained backbone (defaults)"
 PLOT_SECONDS = 2.0  # the loss plot is redrawn at most this often while training
 POLL_SECONDS = 0.5
-
-
-def intro(cfg: AppConfig) -> str:
-    ul, fl = cfg.upload_limits, cfg.finetune_limits
-    return (
-        "Train a model on **your own normal images** (optionally with defective images, with or without "
-        "masks, to measure it). Upload images, or **one .zip**: images at its top level or in `good/` / "
-        "`normal/` are normal, in `defect/` (`bad/`, `anomaly/`, MVTec `test/<type>/`) defective, in "
-        "`mask/` (`ground_truth/`) masks matched by name (`x.png` or `x_mask.png`). Training starts from "
-        "the pretrained backbone (or, with **Warm start**, from the trained weights of the checkpoint in "
-        "\"Start from\": on metal_plate 100 warm iterations matched 200 from scratch); the threshold is "
-        "calibrated on held-out normal images at the end, and the model becomes selectable above.\n\n"
-        f"**Limits:** {ul.describe()}; {fl.min_iterations}–{fl.max_iterations} iterations. Zips with "
-        "absolute paths, `..` entries, links or non-image files are refused. One fine-tune runs at a "
-        "time (others wait in the queue). The default is the `quick` preset (128 px, 200 iterations): on 2 "
-        "free CPU cores about 2 minutes from start to a calibrated model (1.5 for the training alone; longer "
-        "while the server is busy: the progress bar measures the speed and says the time left), 99.4 % image "
-        "and 95.5 % pixel AUROC on metal_plate; 256 px takes about 4x longer per iteration. Cancel keeps "
-        "nothing selectable.\n\n**Private to this page:** your uploads and fine-tuned models are visible only in "
-        "this browser tab, and are gone when you close or reload it; download the zip to keep a model, and load "
-        "it back below (*Load a downloaded model*). The server deletes them later."
-    )
 
 
 def slug(text: str) -> str:
@@ -96,45 +87,6 @@ def _settings(registry: Registry, base, warm, variant, size, iterations, name) -
     return settings, origin
 
 
-def outcome_text(info) -> str:
-    """What a trained model is, in plain words: the reference it scores against and why, what its threshold's
-    calibration data says (and a warning when most synthetic defects would pass)."""
-    try:
-        calibration = Calibration.from_dict(info.calibration)
-        estimates, warning = calibration.estimates(), calibration.miss_warning()
-    except (ValueError, TypeError, KeyError):
-        estimates, warning = {}, None
-    parts = [views.reference_sentence(info.default_reference, info.health), views.calibration_sentence(estimates)]
-    if warning:
-        parts.append(f"**⚠ {warning}.**")
-    return "\n\n".join(part for part in parts if part)
-
-
-def _finished_text(entry, job: FineTuneJob, metrics: dict | None, has_defects: bool) -> str:
-    info = entry.info
-    thr = info.threshold
-    text = (
-        f"**Finished**: `{entry.key}` is now selectable in the checkpoint list. Threshold calibrated on "
-        f"{len(info.calibration.get('holdout_scores', []))} held-out normal image(s): raw "
-        f"{thr:.4f}."
-        if thr is not None
-        else f"**Finished**: `{entry.key}` (no threshold calibrated)."
-    )
-    outcome = outcome_text(info)
-    if outcome:
-        text += "\n\n" + outcome
-    if metrics:
-        text += (
-            f"\n\nMetrics on {len(job.eval_samples)} labelled images (held-out normal + uploaded "
-            "defective):\n\n" + views.metrics_markdown({entry.key: metrics})
-        )
-    elif has_defects:
-        text += "\n\nNo metrics: the evaluation needs normal and defective images."
-    else:
-        text += "\n\nNo metrics: upload defective images to measure the model."
-    return text
-
-
 def offer_download(archive) -> str | None:
     """The zip, copied into gradio's upload cache, for the download component of the session that made it.
 
@@ -150,13 +102,6 @@ def offer_download(archive) -> str | None:
     except Exception:
         log.exception("could not offer %s for download", archive)
         return None
-
-
-def progress_line(snap: dict) -> str:
-    """:func:`views.progress_html` of a job's snapshot."""
-    return views.progress_html(
-        snap["iteration"], snap["iterations"], snap["status"], snap["elapsed"], snap["seconds_per_iteration"]
-    )
 
 
 def _shown(tab: FineTuneTab, status: str, plot=None, result: str = "", download: str | None = None) -> dict:
@@ -238,7 +183,7 @@ def finetune(
             snap = job.snapshot()
             plot, note = gr.skip(), gr.skip()
             if time.perf_counter() - last_plot > PLOT_SECONDS and snap["history"]["iteration"]:
-                plot, last_plot = views.loss_figure(snap["history"]), time.perf_counter()
+                plot, last_plot = figures.loss_figure(snap["history"]), time.perf_counter()
                 note = views.HEALTH_NOTE if snap["history"].get("health") else ""
             progress = progress_line(snap)
             yield {tab.status: progress + f'<div class="rdx-small">{about}</div>', tab.plot: plot,
@@ -249,7 +194,7 @@ def finetune(
             job.cancel()
         session.touch()
     snap = job.snapshot()
-    plot = views.loss_figure(snap["history"]) if snap["history"]["iteration"] else None
+    plot = figures.loss_figure(snap["history"]) if snap["history"]["iteration"] else None
     progress = progress_line(snap)
     if job.status == "cancelled":
         message = views.message_html(f"Cancelled at iteration {snap['iteration']}. {about}", "warning")
@@ -269,7 +214,7 @@ def finetune(
             f"{views.REFERENCE_NAMES.get(reference, reference)} (see below why, and what its threshold means). "
             f"{about}", "ok"),
         plot,
-        _finished_text(entry, job, snap["metrics"], bool(dataset.defect)),
+        finished_text(entry, job, snap["metrics"], bool(dataset.defect)),
         offer_download(job.archive),
     )
 
@@ -302,7 +247,7 @@ def load_zip(
     limits: CheckpointZipLimits = CheckpointZipLimits(),
 ):
     """A downloaded checkpoint zip loaded back into this page's own checkpoints: validated
-    (:func:`~rdexpert.app.uploads.unpack_checkpoint_zip`: JSON and safetensors only, sizes bounded, no path
+    (:func:`~rdexpert.app.checkpoint_zip.unpack_checkpoint_zip`: JSON and safetensors only, sizes bounded, no path
     leaves the folder), loaded once (every tensor checked against the model it describes), then selected in the
     picker. ``tab.load_status``, the picker and the "Start from" list."""
     if not archive:
@@ -337,17 +282,10 @@ def load_zip(
     outcome = outcome_text(entry.info)
     text = (views.message_html(f"Loaded {entry.key}: it is now selected in the checkpoint list above{ignored}.",
                                "ok")
-            + (f'<div class="rdx-small">{_markdown_bold(outcome)}</div>' if outcome else ""))
+            + (f'<div class="rdx-small">{markdown_bold(outcome)}</div>' if outcome else ""))
     choices = checkpoint_choices(checkpoint, tab.base, registry)
     choices[checkpoint] = gr.Dropdown(choices=registry.choices(), value=entry.key)
     return {tab.load_status: text, **choices}
-
-
-def _markdown_bold(text: str) -> str:
-    """The few ``**bold**`` marks of :func:`outcome_text`, as HTML (the status is an HTML component)."""
-    import html as _html
-
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _html.escape(text)).replace("\n\n", "<br>")
 
 
 @dataclass
@@ -372,16 +310,6 @@ class FineTuneTab:
     @property
     def base(self) -> gr.Dropdown:
         return self.inputs[3]
-
-
-def upload_summary(files) -> str:
-    """"12 files, 3.4 MB": what an upload's long file list collapses to on a phone (CSS in ui.py hides the list)."""
-    if not files:
-        return ""
-    paths = [Path(f) for f in files]
-    megabytes = sum(p.stat().st_size for p in paths if p.is_file()) / 1e6
-    size = f"{megabytes:.1f} MB" if megabytes >= 1 else f"{1000 * megabytes:.0f} kB"
-    return f"{len(paths)} file{'' if len(paths) == 1 else 's'}, {size}"
 
 
 def _files(label: str, elem_id: str) -> tuple[gr.File, gr.Markdown]:

@@ -23,6 +23,7 @@ from rdexpert.runtime import resolve_device
 from rdexpert.training import distributed
 from rdexpert.training.config import TrainConfig
 from rdexpert.training.loop import train
+from rdexpert.training.resume import resume_iteration
 
 SUMMARY_METRICS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "aupro": "AUPRO"}
 
@@ -85,7 +86,7 @@ def train_category(config: TrainConfig, worker: distributed.Worker, test: bool, 
     if is_finished(folder):
         row["status"] = "skipped: already trained"
     else:
-        row["status"] = "resumed" if (folder / "resume" / "state.json").is_file() else "trained"
+        row["status"] = "resumed" if resume_iteration(folder) is not None else "trained"
         print(f"rank {worker.rank}: {row['status'].replace('trained', 'training')} {category} into {folder}", flush=True)
         train(config, progress=progress)
     training = read_config(folder).get("training", {})

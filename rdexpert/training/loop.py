@@ -31,17 +31,25 @@ from rdexpert.checkpoint.folder import save_checkpoint
 from rdexpert.checkpoint.io import (
     check_writable,
     read_json,
-    read_tensor_metadata,
     read_tensors_and_metadata,
     write_json,
     write_tensors,
 )
-from rdexpert.data import SyntheticAnomalyDataset, fit_image, load_image, train_and_holdout
+from rdexpert.data import (
+    SyntheticAnomalyDataset,
+    fit_image,
+    load_image,
+    train_and_holdout,
+)
 from rdexpert.evaluation.plots import plot_loss_history
-from rdexpert.inference.ood import MAX_COMPONENTS, fit_ood, save_ood
+from rdexpert.inference.ood import fit_ood, save_ood
 from rdexpert.model import ExpertTeacherStudent
 from rdexpert.runtime import resolve_device
-from rdexpert.synthesis import AnomalySynthesizer, choose_foreground, foreground_method_for
+from rdexpert.synthesis import (
+    AnomalySynthesizer,
+    choose_foreground,
+    foreground_method_for,
+)
 from rdexpert.synthesis.foreground import AUTO_SAMPLE
 from rdexpert.training import distributed
 from rdexpert.training.calibrate_threshold import calibrate
@@ -53,7 +61,15 @@ from rdexpert.training.config import (  # noqa: F401  (re-exported: `from rdexpe
     TEACHER_BN_MODES,
     TrainConfig,
 )
-from rdexpert.training.health import HEALTH_MAX_IMAGES, HealthSet, check_health, health_set_of, reference_for
+from rdexpert.training.health import (
+    HEALTH_MAX_IMAGES,
+    HealthSet,
+    check_health,
+    health_set_of,
+    reference_for,
+)
+from rdexpert.training.output_room import estimate_output_bytes, mib
+from rdexpert.training.resume import RESUME_FORMAT, RESUME_KEY, history_until
 from rdexpert.training.step import (  # noqa: F401  (warm_start re-exported)
     ParallelParts,
     initialise_student,
@@ -62,99 +78,6 @@ from rdexpert.training.step import (  # noqa: F401  (warm_start re-exported)
     train_step,
     warm_start,
 )
-
-
-def history_until(history: dict, iteration: int) -> dict:
-    """The loss history up to ``iteration``. Only for resume states written before the history was stored
-    inside the state (:data:`RESUME_KEY`): their loss_history.json may run ahead of the state's iteration."""
-    kept = sum(1 for i in history.get("iteration", []) if i <= iteration)
-    return {
-        key: [h for h in values if h.get("iteration", 0) <= iteration] if key == "health"
-        else values[:kept] if isinstance(values, list) else values
-        for key, values in history.items()
-    }
-
-
-# The resume state is ONE file, OUT/resume/state.safetensors: the trainable weights and the optimizer moments as
-# tensors, and under this metadata key (JSON) everything else: iteration, epoch, config, optimizer settings, RNG
-# state and the loss history. It is replaced atomically (rdexpert.checkpoint.io.atomic_write), so it is always one
-# whole save, the previous one kept until the new one is complete: a kill at any moment resumes from one
-# consistent state, never from weights of one save with the counters of another.
-# OUT/resume/state.json is written after it: a readable summary (iteration, config, the save's id) for people and
-# tools; resuming does not rely on it (a kill between the two leaves it one save behind, and the newer state is used).
-RESUME_KEY = "rdexpert_resume"
-RESUME_FORMAT = 2  # 1 (no RESUME_KEY): state.json held the counters, paired with whatever tensors were on disk
-
-
-def resume_iteration(out: str | Path) -> int | None:
-    """The iteration a run in ``out`` would resume from (None: no usable resume state), read from the state file."""
-    path = Path(out) / "resume" / "state.safetensors"
-    try:
-        record = json.loads(read_tensor_metadata(path)[RESUME_KEY])
-    except Exception:  # missing, unreadable (safetensors' own error types) or an old-format state
-        return None
-    return int(record["iteration"])
-
-
-# -- the room a run needs on disk (checked before anything is computed) ----------------------------------------------
-SAFETENSORS_ENTRY_BYTES = 160  # header bytes per tensor (name, dtype, shape, offsets), generously
-OTHER_FILES_BYTES = 2 * 2**20  # config.json, loss.png, state.json, the probe ... (measured: well under 1 MiB)
-HISTORY_BYTES_PER_ITERATION = 200  # loss_history.json (indented JSON) + the same history inside the resume state
-
-
-def _learned_parameters(model: ExpertTeacherStudent, image_size: int) -> tuple[list, list]:
-    """(teacher, student) parameters that get a gradient, hence Adam moments: found by one forward and backward
-    on PyTorch's meta device (no memory, no compute). timm feature extractors keep stages past the last
-    feature map whose weights never get one. Any failure: every trainable parameter (an upper bound)."""
-    teacher = list(model.trained_teacher.parameters()) if model.trained_teacher is not None else []
-    student = list(model.student_parameters())
-    try:
-        with torch.enable_grad():
-            x = torch.empty(2, 3, image_size, image_size, device="meta")
-            model.train()
-            features = (model.trained_teacher or model.expert)(x)
-            students = model.student([f.detach() for f in features])
-            loss = sum(s.float().sum() for s in students)
-            if model.trained_teacher is not None:
-                loss = loss + sum(f.float().sum() for f in features)
-            loss.backward()
-        used = [p for p in teacher if p.grad is not None], [p for p in student if p.grad is not None]
-        if used[1]:
-            return used
-    except Exception:  # an exotic backbone the meta device cannot run: count them all
-        pass
-    return teacher, student
-
-
-def estimate_output_bytes(config: TrainConfig) -> dict[str, int]:
-    """What a run of ``config`` writes into its output folder, in bytes, from its model config alone.
-
-    The model is built on the meta device (shapes only, nothing allocated, no weights downloaded).
-    ``resume_state``: trainable weights + the two Adam moments of every parameter that learns (+ headers, history);
-    ``peak``: two resume states (a save's temporary file beside the previous state, which is kept until
-    the new one is complete) or one state + the final weights + the out-of-distribution file, whichever is
-    more, + the small files; ``final``: what stays after a finished run.
-    """
-    model_config = config.model_config()
-    with torch.device("meta"):
-        model = ExpertTeacherStudent(model_config, pretrained=False)
-    weights = model.trainable_state_dict()
-    weight_bytes = sum(v.numel() * v.element_size() for v in weights.values())
-    weights_file = weight_bytes + SAFETENSORS_ENTRY_BYTES * len(weights)
-    teacher, student = _learned_parameters(model, model_config.image_size)
-    learned = teacher + student
-    moments = sum(2 * p.numel() * p.element_size() + 4 for p in learned)  # exp_avg, exp_avg_sq, step (float32)
-    history = HISTORY_BYTES_PER_ITERATION * config.iterations
-    state = weights_file + moments + 3 * SAFETENSORS_ENTRY_BYTES * len(learned) + 64 * 1024 + history
-    ood = (MAX_COMPONENTS + 2) * sum(model.expert.channels) * 4 + 4096
-    small = OTHER_FILES_BYTES + history
-    peak = max(2 * state, state + weights_file + ood) + small
-    return {"resume_state": state, "weights": weights_file, "ood": ood, "other": small, "peak": peak,
-            "final": weights_file + ood + small}
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**20:.0f}" if n >= 10 * 2**20 else f"{n / 2**20:.1f}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -354,9 +277,9 @@ class Trainer:
         present = sum(p.stat().st_size for p in self.state_dir.glob("state.*") if p.is_file()) \
             if self.state_dir.is_dir() else 0
         check_writable(self.out, min_free=max(need["peak"] - present, 0), needed_for=(
-            f"this run's estimate: 2 x {_mib(need['resume_state'])} MiB of resume state while a save replaces "
-            f"the previous one, {_mib(need['weights'])} MiB of final weights, {_mib(need['other'] + need['ood'])} "
-            "MiB of other files" + (f", less the {_mib(present)} MiB resume state already there" if present else "")))
+            f"this run's estimate: 2 x {mib(need['resume_state'])} MiB of resume state while a save replaces "
+            f"the previous one, {mib(need['weights'])} MiB of final weights, {mib(need['other'] + need['ood'])} "
+            "MiB of other files" + (f", less the {mib(present)} MiB resume state already there" if present else "")))
         return need
 
     # -- main loop ---------------------------------------------------------------------------

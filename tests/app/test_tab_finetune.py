@@ -20,7 +20,7 @@ pytestmark = GRADIO_WARNINGS
 
 
 def test_upload_summary_is_a_count_and_a_size(tmp_path):
-    from rdexpert.app.tab_finetune import upload_summary
+    from rdexpert.app.finetune_text import upload_summary
 
     one, two = tmp_path / "a.png", tmp_path / "b.zip"
     one.write_bytes(b"x" * 600_000)
@@ -105,7 +105,7 @@ def test_a_downloaded_fine_tune_loads_back_into_its_page(tmp_path, app_checkpoin
 def test_the_finished_text_says_which_reference_and_what_the_threshold_means():
     """Item 6: in plain words, when the run ends: the reference the model scores against and why, and what the
     calibration data says (with the warning when most synthetic defects would pass)."""
-    from rdexpert.app.tab_finetune import outcome_text
+    from rdexpert.app.finetune_text import outcome_text
     from rdexpert.checkpoint.folder import CheckpointInfo
 
     config = {

@@ -12,7 +12,12 @@ import pytest
 pytest.importorskip("gradio")
 
 from rdexpert.app.registry import Registry  # noqa: E402
-from rdexpert.app.uploads import UploadError, UploadLimits, check_zip_entry_name, prepare_dataset  # noqa: E402
+from rdexpert.app.uploads import (  # noqa: E402
+    UploadError,
+    UploadLimits,
+    check_zip_entry_name,
+    prepare_dataset,
+)
 
 from .support import GRADIO_WARNINGS, png_bytes, zip_files  # noqa: E402
 
@@ -135,7 +140,7 @@ def _checkpoint_zip(path, folder, extra: dict | None = None, prefix: str = "my-p
 def test_a_checkpoint_zip_yields_only_its_json_and_safetensors(tmp_path, app_checkpoints):
     import json
 
-    from rdexpert.app.uploads import unpack_checkpoint_zip
+    from rdexpert.app.checkpoint_zip import unpack_checkpoint_zip
 
     folder = app_checkpoints["folder"] / "tiny_rd"
     archive = _checkpoint_zip(tmp_path / "m.zip", folder, {"my-parts/notes.pkl": b"\x80\x04cos\nsystem\n",
@@ -159,7 +164,7 @@ def test_a_checkpoint_zip_yields_only_its_json_and_safetensors(tmp_path, app_che
     ],
 )
 def test_a_checkpoint_zip_with_paths_outside_or_two_checkpoints_is_refused(tmp_path, app_checkpoints, extra, words):
-    from rdexpert.app.uploads import unpack_checkpoint_zip
+    from rdexpert.app.checkpoint_zip import unpack_checkpoint_zip
 
     archive = _checkpoint_zip(tmp_path / "m.zip", app_checkpoints["folder"] / "tiny_rd", extra)
     with pytest.raises(UploadError, match=words):
@@ -170,7 +175,7 @@ def test_a_checkpoint_zip_with_paths_outside_or_two_checkpoints_is_refused(tmp_p
 def test_a_checkpoint_zip_that_lies_or_is_too_big_is_refused(tmp_path, app_checkpoints):
     import struct
 
-    from rdexpert.app.uploads import CheckpointZipLimits, unpack_checkpoint_zip
+    from rdexpert.app.checkpoint_zip import CheckpointZipLimits, unpack_checkpoint_zip
 
     folder = app_checkpoints["folder"] / "tiny_rd"
     config = (folder / "config.json").read_bytes()

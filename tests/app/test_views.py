@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from rdexpert.app.views import roc_points  # noqa: E402
+from rdexpert.app.figures import roc_points  # noqa: E402
 
 from .support import GRADIO_WARNINGS  # noqa: E402
 

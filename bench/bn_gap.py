@@ -1,4 +1,4 @@
-"""How far a training-mode BatchNorm teacher is from the frozen expert before any weight update (issue 13).
+"""How far a training-mode BatchNorm teacher is from the frozen expert before any weight update.
 
     python bench/bn_gap.py
 

@@ -3,6 +3,7 @@
     python bench/build_zoo.py                       # everything into checkpoints/ (hours on 2 CPU cores)
     python bench/build_zoo.py --only tire           # one product
     python bench/build_zoo.py --dry-run             # the plan, nothing run
+    python bench/build_zoo.py --refresh             # rewrite finished weights with this rdexpert, check the scores
 
 Each product gets, in the layout ``rdexpert push`` publishes (one folder per checkpoint, see rdexpert.hub):
 
@@ -13,6 +14,10 @@ Every checkpoint is trained with ``rdexpert train`` (seed 111, default flags), t
 split with ``rdexpert test --save-metrics --out CHECKPOINT/test`` (the report, scores.csv and overlays travel
 with it), and stored in float16 when every test image's score stays within 1e-3 of float32 (else float32).
 Nothing is selected on the test split: each model is the final iterate; the test only reports.
+
+``--refresh`` rewrites each finished checkpoint's weights file as this rdexpert stores it (in the dtype chosen
+before; e.g. without backbone stages an older version kept), tests it again and stops unless every test score is
+unchanged (within 1e-5); the new report replaces the old one.
 
 Resumable: a finished checkpoint (``zoo.json`` beside it) is skipped; an interrupted training resumes from its
 own resume state. Each step's command and seconds go to ``zoo.json``; ``bench/results/zoo.{md,json}`` gets the
@@ -34,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
 
 from categories import find_categories  # noqa: E402
 from machine import machine_line, save_results  # noqa: E402
@@ -105,6 +111,75 @@ def build(job: dict) -> dict:
     return result
 
 
+# The data sets' terms (../shared/data/README.md): the weights trained on them are shared under the same license
+DATA_LICENSES = {
+    "mpdd": ("MPDD (Metal Parts Defect Detection dataset)", 'S. Jezek et al., "Deep learning-based defect detection of '
+             'metal parts: evaluating current methods in complex conditions", ICUMT 2021', "attribute MPDD"),
+    "mvtec3d_rgb": ("MVTec 3D-AD (RGB images only)", 'P. Bergmann et al., "The MVTec 3D-AD Dataset for Unsupervised 3D '
+                    'Anomaly Detection and Localization", VISAPP 2022', "attribute MVTec 3D-AD"),
+    "mvtec_ad": ("MVTec AD", 'P. Bergmann et al., "MVTec AD - A Comprehensive Real-World Dataset for Unsupervised '
+                 'Anomaly Detection", CVPR 2019', "attribute MVTec AD"),
+}
+NOTICE = """rdexpert zoo checkpoint: {name}
+Weights license: Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International (CC BY-NC-SA 4.0),
+https://creativecommons.org/licenses/by-nc-sa/4.0/ - non-commercial use only; give the attribution below; share
+adaptations under the same terms.
+
+Why: the weights were trained on images of {data}, category {product}, licensed CC BY-NC-SA 4.0, and are
+shared under the same terms. Attribution: {citation}.
+The copy used here is described in ../shared/data/README.md of the rdexpert project (it may be re-split or
+downscaled): the test figures in config.json and test/ are measured on it. The overlay images under test/ show
+images of that data set and carry the same license. Expert/teacher initialisation: ImageNet EfficientNet-Lite0
+(Apache-2.0). The rdexpert code is Apache-2.0.
+"""
+
+
+def license_files(job: dict) -> None:
+    """The license section of config.json and a NOTICE file, from the data set's terms (idempotent)."""
+    from rdexpert.checkpoint.folder import update_config
+
+    out, data = Path(job["out"]), Path(job["data_root"]).name
+    if data not in DATA_LICENSES:
+        return
+    title, citation, attribute = DATA_LICENSES[data]
+    update_config(out, license={"id": "cc-by-nc-sa-4.0", "attribution": (
+        f"Trained on {title} {job['product']} ({citation}), CC BY-NC-SA 4.0: non-commercial use, {attribute}, share "
+        "alike. See NOTICE.")})
+    (out / "NOTICE").write_text(NOTICE.format(name=job["name"], data=title, product=job["product"], citation=citation))
+
+
+REFRESH_TOLERANCE = 1e-5  # a refreshed weights file must score the test split as before (the CSV keeps 6 decimals)
+
+
+def refresh(job: dict) -> None:
+    """Rewrite a finished checkpoint's weights with this rdexpert (rdexpert.checkpoint.folder.compact_checkpoint, same
+    dtype), re-test it, and keep it only when no test score moved."""
+    from rdexpert.checkpoint.folder import compact_checkpoint
+
+    out = Path(job["out"])
+    record = json.loads((out / "zoo.json").read_text())
+    if "refreshed" in record:
+        return
+    fresh = out.with_name(out.name + ".refresh")
+    shutil.rmtree(fresh, ignore_errors=True)
+    compact_checkpoint(out, fresh, record["weights"])
+    shutil.rmtree(fresh / "test")
+    seconds = rdexpert("test", "--checkpoint", str(fresh), "--data-root", job["data_root"], "--category",
+                       job["product"], "--out", str(fresh / "test"), "--save-metrics")
+    before, after = read_scores(out / "test"), read_scores(fresh / "test")
+    moved = max(abs(before[name] - after[name]) for name in before)
+    if set(before) != set(after) or moved > REFRESH_TOLERANCE:
+        raise SystemExit(f"{out}: the refreshed weights score differently (largest change {moved:g}); kept as is, "
+                         f"the candidate is in {fresh}")
+    record.update(refreshed={"max_score_change": moved, "test_seconds": seconds, "machine": machine_line()})
+    (fresh / "zoo.json").write_text(json.dumps(record, indent=2) + "\n")
+    stale = out.with_name(out.name + ".stale")
+    shutil.rmtree(stale, ignore_errors=True)
+    os.replace(out, stale)
+    os.replace(fresh, out)
+    shutil.rmtree(stale)
+
+
 def row(job: dict) -> dict:
     """What the zoo table shows of one finished checkpoint (its config.json and test report)."""
     out = Path(job["out"])
@@ -146,6 +221,7 @@ def main() -> None:
     parser.add_argument("--out-root", default=str(ROOT / "checkpoints"))
     parser.add_argument("--only", nargs="+", help="products to build (default: every one under ../shared/data)")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--refresh", action="store_true", help="rewrite finished checkpoints' weights (see above)")
     args = parser.parse_args()
     products = find_categories()
     if args.only:
@@ -157,6 +233,9 @@ def main() -> None:
         return
     for job in jobs:
         build(job)
+        license_files(job)
+        if args.refresh:
+            refresh(job)
         print("done:", job["name"], flush=True)
     rows = [row(job) for job in jobs]
     text = (f"# The shipped zoo\n\nBuilt by `python bench/build_zoo.py` on {machine_line()}. Seed {SEED}, final "

@@ -1,5 +1,5 @@
 """Every real category under ../shared/data: `rd` vs the default `full` (and `full` scored against its expert),
-several seeds; the safeguard's choices and the calibration's estimates checked against the test split (issue 19).
+several seeds; the safeguard's choices and the calibration's estimates checked against the test split.
 
     python bench/categories.py                                  # quick preset, seeds 111 112 113
     python bench/categories.py --preset cpu --seeds 111         # the cpu preset, one seed

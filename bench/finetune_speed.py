@@ -1,4 +1,4 @@
-"""Fine-tune time to quality (issue 11): wall time of `rdexpert train` from start to a saved, calibrated
+"""Fine-tune time to quality: wall time of `rdexpert train` from start to a saved, calibrated
 checkpoint, and the test metrics of that checkpoint, per setting, iteration budget and seed; a table
 and metric-vs-minutes curves (PNG).
 

@@ -1,4 +1,4 @@
-"""Is the training health check's proxy biased towards the trained teacher? (issue 13, an experiment)
+"""Is the training health check's proxy biased towards the trained teacher?
 
 The check scores synthetic defects made by the same synthesizer the teacher was trained to push away
 (Perlin-shaped texture blends). A teacher that learned exactly those can pass it and still fail on real

@@ -1,4 +1,4 @@
-"""Browser latency of one Inspect request (issue 11): from the person's action to the verdict on screen.
+"""Browser latency of one Inspect request: from the person's action to the verdict on screen.
 
     python bench/inspect_latency.py              # 12 timed uploads and 12 example clicks per backend, demo checkpoint
     python bench/inspect_latency.py --backends torch
@@ -51,7 +51,8 @@ def measure(backend: str, repeats: int, work: Path) -> dict[str, list[float]]:
     app_args.hub_repo = None
     demo = build_app(app_args, root=ROOT)
     launch(demo, app_args, prevent_thread_lock=True, quiet=True)
-    sources = [ROOT / "assets" / "good_test_00003.png", ROOT / "assets" / "defect_train_00066.png"]
+    sources = [ROOT / "assets" / "examples" / "metal_plate" / "good_test_00003.png",
+               ROOT / "assets" / "examples" / "metal_plate" / "defect_train_00066.png"]
     timings = {"upload + Inspect": [], "example click": []}
     try:
         with sync_playwright() as p:

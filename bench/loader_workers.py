@@ -1,5 +1,5 @@
 """DataLoader workers on a CPU machine: seconds per training iteration with 0, 1 and 2 workers,
-measured side by side on real data (issue 12, D9: the default follows this table).
+measured side by side on real data.
 
     python bench/loader_workers.py --iterations 30
 

@@ -1,4 +1,4 @@
-"""Recipe bench (issue 8): the released code's recipe (`reference`), `improved`, and the reference with
+"""Recipe bench: the released code's recipe (`reference`), `improved`, and the reference with
 each single deviation of `improved` switched on, on one category, several seeds, mean ± std.
 
     python bench/recipe.py                                   # metal_plate, DTD textures, seeds 111-113

@@ -1,4 +1,4 @@
-"""Robustness suite (issue 13): `rd` vs `full` on metal_plate under conditions that mimic other
+"""Robustness suite: `rd` vs `full` on metal_plate under conditions that mimic other
 products, and on texture categories built from DTD; several seeds; mean ± std.
 
     python bench/robustness.py                          # all rows, rd / full / full_frozen, seeds 111 112 113

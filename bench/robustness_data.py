@@ -1,4 +1,4 @@
-"""Derived categories for the robustness suite (issue 13), built from ../shared/data into bench/runs/data.
+"""Derived categories for the robustness suite, built from ../shared/data into bench/runs/data.
 
 metal_plate under conditions that mimic other products, and texture "categories" made from DTD:
 

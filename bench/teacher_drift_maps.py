@@ -1,5 +1,5 @@
 """Where a trained teacher and its expert disagree: test images, the map against each reference, and the
-teacher–expert distance at stride 4 (issue 19's figure of the tire collapse).
+teacher–expert distance at stride 4.
 
     python bench/teacher_drift_maps.py --checkpoint bench/runs/categories/quick/tire_full_s111 \
         --data-root ../shared/data/mvtec3d_rgb --category tire --out bench/results/teacher_drift_tire.png

@@ -22,7 +22,7 @@ from PIL import Image
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MPDD = DATA / "mpdd"
 DTD = DATA / "dtd" / "images"
-TIRE = DATA / "mvtec3d_rgb" / "tire"  # a dark product on a dark, noisy background (issue 19)
+TIRE = DATA / "mvtec3d_rgb" / "tire"  # a dark product on a dark, noisy background
 
 needs_mpdd = pytest.mark.skipif(not (MPDD / "metal_plate").is_dir(), reason="shared data not found")
 needs_dtd = pytest.mark.skipif(not DTD.is_dir(), reason="DTD textures not found")

@@ -81,7 +81,7 @@ def test_overlapping_synthetic_scores_keep_the_normal_rule_and_say_so():
 
 
 def test_faint_synthetic_anomalies_are_estimated_apart_and_a_high_miss_rate_is_said_in_plain_words():
-    """Issue 19: tire's calibration estimated 22 of 42 anomalies missed and its test split missed 87 of 87. The
+    """Tire's calibration estimated 22 of 42 anomalies missed and its test split missed 87 of 87. The
     faint (subtle) anomalies are estimated apart, and a model that misses most of them says so."""
     normal = [1.0, 1.1, 1.2, 1.3]
     easy = list(np.linspace(2.0, 3.0, 40))

@@ -81,7 +81,7 @@ def test_broken_checkpoints_fail_with_clear_messages(tiny_checkpoint, tmp_path):
 
 
 def test_weights_and_config_from_different_saves_are_refused(tiny_checkpoint, tmp_path):
-    """A save killed between the weights and the config (issue 12, D7) must not load silently."""
+    """A save killed between the weights and the config must not load silently."""
     from rdexpert.checkpoint.io import read_tensors, write_tensors
 
     folder = _copy(tiny_checkpoint, tmp_path)

@@ -244,7 +244,7 @@ def test_cli_calibrate_recomputes_the_threshold_from_held_out_normals_and_synthe
 
 
 def test_python_dash_m_rdexpert_is_the_command():
-    """Issue 25: `python -m rdexpert` (what a torchrun user types first) runs the CLI."""
+    """`python -m rdexpert` (what a torchrun user types first) runs the CLI."""
     import subprocess
     import sys
 

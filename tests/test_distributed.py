@@ -119,7 +119,7 @@ def test_ddp_two_processes_of_batch_2_equal_one_process_of_batch_4(two_categorie
             scale = max(value.abs().max().item(), 1.0)
             assert (value - two[name]).abs().max().item() <= 1e-6 * scale, name
             moved += "running_var" in name and not value.equal(value.new_ones(value.shape))
-    assert moved > 100  # the BatchNorm statistics were updated (and agree)
+    assert moved >= 90  # the BatchNorm statistics were updated (and agree): 96 layers of teacher and student
 
 
 def test_ddp_cli_run_matches_one_process_before_the_first_update(two_categories, tmp_path):

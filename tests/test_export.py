@@ -106,7 +106,7 @@ def test_forced_dynamo_exporter_raises_instead_of_falling_back(tiny_checkpoint, 
 
 
 def test_a_missing_export_extra_is_named_with_the_command_that_installs_it(monkeypatch):
-    """Issue 25: without the [export] extra, export and the ONNX Runtime backend say how to install it."""
+    """Without the [export] extra, export and the ONNX Runtime backend say how to install it."""
     import sys
 
     from rdexpert.inference.export import optional_module

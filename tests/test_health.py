@@ -44,7 +44,7 @@ def _tensor(images) -> torch.Tensor:
 def test_frozen_teacher_batchnorm_keeps_the_expert_statistics_and_starts_on_the_expert(plate_images):
     """With teacher_bn="frozen" one training step changes the teacher's weights but not its BatchNorm
     statistics, and before any step its training-mode features equal the expert's; with "batch" (the
-    released code) the statistics move and the features start far from the expert (issue 13's cause)."""
+    released code) the statistics move and the features start far from the expert."""
     x = _tensor(plate_images[:4])
     for mode in ("frozen", "batch"):
         torch.manual_seed(0)
@@ -132,7 +132,7 @@ def test_training_logs_health_and_stores_the_default_reference(tmp_path, mpdd_ro
 
 @needs_tire
 def test_check_anomalies_are_never_void_and_the_faint_group_is_fainter():
-    """Issue 19: with the released mask rule and a tight foreground, half of tire's check anomalies were empty and
+    """With the released mask rule and a tight foreground, half of tire's check anomalies were empty and
     counted as "missed". Every check anomaly now changes what it covers; the faint group changes it less."""
     pictures = training_pictures(TIRE, count=8)
     synthesizer = AnomalySynthesizer(foreground="grabcut", mask_rotation="zero_fill")  # empty draws allowed
@@ -155,7 +155,7 @@ def test_check_anomalies_are_never_void_and_the_faint_group_is_fainter():
 
 
 def test_the_reference_recipe_records_the_verdict_but_always_keeps_the_teacher():
-    """Issue 24: the released code always scores against the trained teacher; under `--recipe reference` the check's
+    """The released code always scores against the trained teacher; under `--recipe reference` the check's
     verdict is recorded and the teacher kept, while `improved` lets the safeguard switch (recipe row 14)."""
     from rdexpert.training.health import reference_for
     from rdexpert.training.recipe import IMPROVED, RELEASED

@@ -155,6 +155,7 @@ def test_push_refuses_offline_and_cli_dry_run_stages(publishable, hub_cache, tmp
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 ZOO = {"plate_rd": "metal_plate_rd_128px", "plate_gii": "metal_plate_rd_gii_128px"}  # category -> shipped checkpoint
 CARD_FILES = ["NOTICE", "README.md", CONFIG_NAME, WEIGHTS_NAME, OOD_NAME]
+REPORT_FILES = ["test/metrics.json", "test/metrics.md", "test/scores.csv"]  # the test report, without its pictures
 # the stored test metrics (fractions in config.json / test/metrics.json), in percent to one decimal, by hand
 EXPECTED = {("plate_rd", "image_auroc"): 99.4, ("plate_rd", "pixel_auroc"): 92.8, ("plate_rd", "aupro"): 78.1,
             ("plate_rd", "pixel_ap"): 80.8, ("plate_gii", "image_auroc"): 99.9, ("plate_gii", "pixel_auroc"): 92.5,
@@ -187,7 +188,8 @@ def test_zoo_dry_run_stages_the_whole_repo_with_one_card(zoo_run, tmp_path, caps
     assert main(["push", "--checkpoint", str(zoo_run), "--repo", "demo/rdexpert-zoo", "--dry-run", str(out)]) == 0
     assert "nothing was uploaded" in capsys.readouterr().out
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == sorted([".gitattributes", "README.md", *(f"{c}/{name}" for c in ZOO for name in CARD_FILES)])
+    assert files == sorted([".gitattributes", "README.md",
+                            *(f"{c}/{name}" for c in ZOO for name in CARD_FILES + REPORT_FILES)])
     assert (out / "plate_rd" / WEIGHTS_NAME).read_bytes() == (zoo_run / "plate_rd" / WEIGHTS_NAME).read_bytes()
     assert "*.safetensors filter=lfs diff=lfs merge=lfs -text" in (out / ".gitattributes").read_text()
 
@@ -275,7 +277,7 @@ def test_app_hub_listing_errors_are_messages(zoo_cache, monkeypatch):
 
 
 def test_card_says_in_plain_words_when_the_calibration_expects_most_defects_missed(tiny_checkpoint, tmp_path):
-    """Issue 19: where the calibration's own estimate says most defects pass the threshold, the card says so."""
+    """Where the calibration's own estimate says most defects pass the threshold, the card says so."""
     folder = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoint, folder)
     config = update_config(folder)

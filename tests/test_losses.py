@@ -1,4 +1,4 @@
-"""Losses of DESIGN.md §3.2 on hand-made features with known answers."""
+"""Losses of docs/design.md §3.2 on hand-made features with known answers."""
 
 from __future__ import annotations
 

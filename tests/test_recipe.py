@@ -147,7 +147,7 @@ def test_zero_fill_rotation_allows_empty_masks_and_leaves_corners_clean():
 
 
 def test_input_fit_row_both_recipes_squash_pad_is_a_choice_and_old_checkpoints_squash():
-    """Row 13 (issue 9, measured in issue 19): the released code resizes to a square, and so does the improved
+    """Row 13: the released code resizes to a square, and so does the improved
     recipe (padding measured worse on tire); `pad` stays a choice. A config.json model section written before the
     row existed has no ``input_fit`` and must score as it did (squash)."""
     assert CHOICES["input_fit"] == ("squash", "pad") and RELEASED.input_fit == IMPROVED.input_fit == "squash"
@@ -163,7 +163,7 @@ def test_input_fit_row_both_recipes_squash_pad_is_a_choice_and_old_checkpoints_s
 
 
 def test_reference_recipe_uses_the_released_visa_foreground():
-    """Issue 24: the released VisA script masks every category with GrabCut (11 iterations, full size)."""
+    """The released VisA script masks every category with GrabCut (11 iterations, full size)."""
     from rdexpert.synthesis import foreground_method_for
     from rdexpert.synthesis.foreground import VISA_CATEGORIES
 

@@ -59,7 +59,7 @@ def test_foreground_method_table():
 
 @needs_tire
 def test_auto_foreground_per_image_fails_on_tire_but_the_category_choice_finds_the_tire():
-    """Issue 19: per-image Otsu gives the whole frame on some tire images and a 3-4 % specular highlight on
+    """Per-image Otsu gives the whole frame on some tire images and a 3-4 % specular highlight on
     others; the category-level choice refuses it and finds the tread with GrabCut, the same on every image."""
     pictures = training_pictures(TIRE)
     covers = [foreground_mask(p, "auto").mean() for p in pictures]

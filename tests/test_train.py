@@ -92,7 +92,7 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, mpdd_root):
 
 
 def test_state_is_saved_by_time_as_well_as_by_count(tmp_path, mpdd_root):
-    """save_seconds bounds what a SIGKILL can lose, even before the first save_every iterations (issue 12, D2)."""
+    """save_seconds bounds what a SIGKILL can lose, even before the first save_every iterations."""
     state_path = tmp_path / "run" / "resume" / "state.json"
     saved_before = []
 
@@ -130,7 +130,7 @@ def test_sigterm_saves_the_state_and_the_run_resumes(tmp_path, mpdd_root):
     (dict(iterations=10**15), "iterations must be in"), (dict(batch_size=0), "batch size in"),
 ])
 def test_numbers_are_bounded_before_anything_runs(bad, message):
-    """Issue 12, D4/D8: sizes that would allocate terabytes or fail deep in a forward are refused up front."""
+    """Sizes that would allocate terabytes or fail deep in a forward are refused up front."""
     with pytest.raises(ValueError, match=message):
         TrainConfig(data_root=".", category=None, out=".", **bad)
 

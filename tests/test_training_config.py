@@ -55,7 +55,7 @@ def test_the_model_config_carries_the_run_and_its_recipe():
 
 
 def test_long_categories_train_twice_the_preset_in_both_recipes():
-    """Issue 24: the released code trains cable, transistor and every VisA category for 10000 iterations; the
+    """The released code trains cable, transistor and every VisA category for 10000 iterations; the
     doubling holds whether iterations are counted in epochs (reference) or exactly (improved)."""
     for recipe in ("released", "improved"):
         for category, factor in (("cable", 2), ("transistor", 2), ("pcb1", 2), ("macaroni2", 2), ("bottle", 1),
@@ -134,8 +134,7 @@ def test_a_config_from_before_recipes_reads_back_with_the_choices_made_then():
 
 
 def test_a_checkpoint_reads_back_with_the_choices_it_trained_with_even_after_the_recipe_changed():
-    """A config.json records every recipe choice; re-calibrating reads those, not today's named recipe (issue 19
-    switched improved's mask rule to never-empty masks)."""
+    """A config.json records every recipe choice; re-calibrating reads those, not today's named recipe."""
     assert IMPROVED.mask_rotation == "reflect" and RELEASED.mask_rotation == "zero_fill"
     stored = {"data_root": ".", "category": "tire", "out": ".", "recipe": "improved",
               "recipe_choices": {**IMPROVED.to_dict(), "mask_rotation": "zero_fill"}}

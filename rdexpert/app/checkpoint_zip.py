@@ -11,16 +11,10 @@ import json
 import shutil
 import stat
 import struct
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rdexpert.app.uploads import (
-    ZIP_READ_ERRORS,
-    UploadError,
-    check_zip_entry_name,
-    zip_read,
-)
+from rdexpert.app.uploads import UploadError, check_zip_entry_name, open_zip, zip_read
 
 
 @dataclass(frozen=True)
@@ -94,17 +88,8 @@ def unpack_checkpoint_zip(archive: str | Path, dest: str | Path,
     archive, dest = Path(archive), Path(dest)
     if archive.suffix.lower() != ".zip":
         raise UploadError(f"'{archive.name}' is not a .zip; load the zip the Fine-tune tab offered for download.")
-    size_mb = archive.stat().st_size / 2**20
-    if size_mb > limits.max_archive_mb:
-        raise UploadError(f"The zip is {size_mb:.0f} MB; the limit is {limits.max_archive_mb:g} MB.")
-    try:
-        zf = zipfile.ZipFile(archive)
-    except ZIP_READ_ERRORS:
-        raise UploadError(f"'{archive.name}' is not a valid zip archive.") from None
+    zf, infos = open_zip(archive, limits.max_archive_mb, limits.max_entries)
     with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_entries:
-            raise UploadError(f"The zip holds {len(infos)} entries; the limit is {limits.max_entries}.")
         files = {}
         for info in infos:
             path = check_zip_entry_name(info.filename)

@@ -1,4 +1,4 @@
-"""What every tab module shares: the page's configuration, :func:`bind`, and the examples gallery.
+"""What every tab module shares: the page's configuration, :func:`bind`, and the examples galleries.
 
 Handlers are module-level functions that take what they work on (registry,
 config, caches) and the components they fill as their first arguments, so
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from rdexpert.app.examples import ExampleSet
 from rdexpert.app.finetune import FineTuneLimits
 from rdexpert.app.registry import Registry
 from rdexpert.app.sessions import Sessions
@@ -39,7 +40,7 @@ class AppConfig:
     """What the page is built from."""
 
     registry: Registry
-    examples: list[tuple[str, str]] = field(default_factory=list)  # (path, caption)
+    examples: ExampleSet = field(default_factory=ExampleSet)  # per product (assets/examples/<product>/)
     workdir: Path = Path("runs/app")
     search_roots: list[Path] = field(default_factory=list)  # where relative dataset roots are looked up
     upload_limits: UploadLimits = UploadLimits()
@@ -53,10 +54,6 @@ class AppConfig:
         self.workdir = Path(self.workdir)
         if self.sessions is None:
             self.sessions = Sessions(self.registry, self.workdir)
-
-    @property
-    def example_paths(self) -> list[str]:
-        return [path for path, _ in self.examples]
 
 
 def failure_message(error: BaseException) -> str:
@@ -108,10 +105,34 @@ def bind(fn, *bound):
     return handler
 
 
-def examples_gallery(cfg: AppConfig, label: str, elem_id: str, columns: int, height: int, **kwargs) -> gr.Gallery:
-    """The example images as clickable thumbnails (Inspect and Ablations offer the same ones)."""
-    return pictures_gallery(label, elem_id, columns, height, value=cfg.examples, object_fit="cover", fit_columns=True,
-                            **kwargs)
+def key_category(registry: Registry, key: str | None) -> str | None:
+    """The product (``dataset.category``) of checkpoint ``key``; None when there is none or it is unknown."""
+    try:
+        return registry.get(key).category if key else None
+    except KeyError:
+        return None
+
+
+def examples_gallery(cfg: AppConfig, category: str | None, template: str, elem_id: str, columns: int, height,
+                     **kwargs) -> gr.Gallery:
+    """The examples of ``category``'s product as clickable thumbnails (Inspect and Ablations offer the same ones);
+    ``template``: the label, with ``{what}`` for what is shown."""
+    return pictures_gallery(template.format(what=cfg.examples.label(category)), elem_id, columns, height,
+                            value=cfg.examples.gallery(category), object_fit="cover", fit_columns=True, **kwargs)
+
+
+def show_examples(gallery: gr.Gallery, template: str, sessions: Sessions, examples: ExampleSet, key: str | None,
+                  request: gr.Request | None = None) -> dict:
+    """Another checkpoint: ``gallery`` shows its product's examples (labelled by ``template``)."""
+    category = key_category(sessions.registry_for(request), key)
+    return {gallery: gr.Gallery(value=examples.gallery(category), label=template.format(what=examples.label(category)))}
+
+
+def clicked_example(sessions: Sessions, examples: ExampleSet, key: str | None, index: int,
+                    request: gr.Request | None = None):
+    """The example at ``index`` of the gallery shown for checkpoint ``key`` (the same list :func:`show_examples`
+    put there)."""
+    return examples.for_category(key_category(sessions.registry_for(request), key))[index]
 
 
 def pictures_gallery(label: str, elem_id: str, columns: int, height: int, **kwargs) -> gr.Gallery:

@@ -36,7 +36,7 @@ from rdexpert.app.common import failure_message
 from rdexpert.app.registry import Registry, public_text
 from rdexpert.app.uploads import UploadError, UploadLimits, image_size
 from rdexpert.checkpoint.folder import CheckpointError, CheckpointInfo
-from rdexpert.data import ImageLoadError, load_image
+from rdexpert.data import ImageLoadError, load_image, load_mask
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class InspectItem:
     ood_score: float | None = None  # out-of-distribution distance / threshold
     original_size: tuple[int, int] | None = None  # (height, width) as uploaded: pictures are drawn at this aspect
     truth: str | None = None  # the ground truth when known (an example): "normal" or "defective"
+    mask: np.ndarray | None = None  # the ground-truth defect mask when known (a shipped example), bool
 
     @property
     def picture(self) -> np.ndarray:
@@ -135,10 +136,23 @@ def read_image(path: str | Path, max_pixels: int = MAX_INSPECT_PIXELS) -> np.nda
         raise UploadError(f"'{name}' is not an image this app can read: {reason}.") from None
 
 
-def predict_items(registry: Registry, key: str, sources: list, truths: list | None = None) -> InspectState:
+def read_mask(mask) -> np.ndarray | None:
+    """A ground-truth mask (a file, or an array kept from an earlier run) as a bool array; None when unreadable."""
+    if mask is None or isinstance(mask, np.ndarray):
+        return mask
+    try:
+        return load_mask(mask)
+    except (OSError, ValueError, ImageLoadError):
+        log.warning("could not read the mask %s", mask)
+        return None
+
+
+def predict_items(registry: Registry, key: str, sources: list, truths: list | None = None,
+                  masks: list | None = None) -> InspectState:
     """Run the network once on ``sources`` (paths or arrays); files are read with :func:`read_image`.
 
-    ``truths``: each source's ground truth ("normal", "defective") when known, else None.
+    ``truths``: each source's ground truth ("normal", "defective") when known, else None; ``masks``: each
+    source's ground-truth mask (a file or an array) when known, else None.
     """
     sizes = []  # every header first: a request with one huge file costs no decoding at all
     for source in sources:
@@ -157,7 +171,8 @@ def predict_items(registry: Registry, key: str, sources: list, truths: list | No
         seconds += time.perf_counter() - began
         del images  # the full-resolution pixels of this chunk
     items = []
-    for source, p, truth in zip(sources, predictions, truths or [None] * len(sources)):
+    nothing = [None] * len(sources)
+    for source, p, truth, mask in zip(sources, predictions, truths or nothing, masks or nothing):
         from_file = isinstance(source, (str, Path))
         items.append(
             InspectItem(
@@ -172,6 +187,7 @@ def predict_items(registry: Registry, key: str, sources: list, truths: list | No
                 ood_score=p.ood_score,
                 original_size=p.original_size,
                 truth=truth,
+                mask=read_mask(mask),
             )
         )
     return InspectState(
@@ -231,6 +247,7 @@ def render(view: InspectView, state: InspectState | None, threshold: float) -> d
         f"the calibrated threshold is 0.5); white contour: where it crosses the chosen threshold {threshold:.2f}. "
         "Scale maps share one colour range per image (0 … the largest of the three), so their brightness "
         "compares the scales."
+        + (" Green outline on the input: the ground-truth defect mask." if item.mask is not None else "")
     )
     ood = bool(item.out_of_distribution)
     verdict = (
@@ -240,7 +257,7 @@ def render(view: InspectView, state: InspectState | None, threshold: float) -> d
     )
     return {
         view.results: gr.Gallery(value=gallery, visible=n > 1),
-        view.input_image: views.display(item.picture),
+        view.input_image: views.truth_outline(item.picture, item.mask),
         view.fused: views.fused_overlay(item.picture, item.normalized_map, threshold),
         **dict(zip(view.scales, views.scale_overlays(item.picture, item.scale_maps), strict=True)),
         view.verdict: verdict,
@@ -254,10 +271,11 @@ def refused(view: InspectView, threshold: float, message: str, kind: str) -> dic
 
 
 def inspect(
-    view: InspectView, registry: Registry, key: str | None, sources: list, threshold: float, truths: list | None = None
+    view: InspectView, registry: Registry, key: str | None, sources: list, threshold: float, truths: list | None = None,
+    masks: list | None = None,
 ) -> dict:
-    """Check the request, run the network once, and draw the first image at ``threshold`` (``truths``: see
-    :func:`predict_items`): every component of ``view``."""
+    """Check the request, run the network once, and draw the first image at ``threshold`` (``truths``, ``masks``:
+    see :func:`predict_items`): every component of ``view``."""
     if not key:
         return refused(view, threshold, "Choose a checkpoint first (none is loaded).", "warning")
     if not sources:
@@ -265,7 +283,7 @@ def inspect(
     if len(sources) > MAX_INSPECT_IMAGES:
         return refused(view, threshold, f"{len(sources)} images: the limit is {MAX_INSPECT_IMAGES} per run.", "error")
     try:
-        state = predict_items(registry, key, sources, truths)
+        state = predict_items(registry, key, sources, truths, masks)
     except UploadError as error:
         return refused(view, threshold, str(error), "error")
     except (CheckpointError, KeyError) as error:

@@ -26,6 +26,7 @@ from pathlib import Path
 from rdexpert.checkpoint.folder import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, CheckpointInfo, read_config
 from rdexpert.hub.resolve import list_repo_categories
 from rdexpert.model import VARIANTS
+from rdexpert.training.config import PRESETS
 
 # the paper's ablation ladder (docs/design.md §3.4): every variant but the plain-skip one, from plain RD up to the full model
 ABLATION_VARIANTS = tuple(name for name, variant in VARIANTS.items() if variant.skip != "plain")
@@ -126,11 +127,33 @@ def flatten_metrics(metrics: dict, default_setting: str = "teacher/gated") -> di
 
 
 def _label(config: dict, fallback: str) -> str:
-    """"metal_plate · full · 256 px": what tells two checkpoints apart in the picker (the image size separates
-    the 256-px demo from the 128-px ablation variant of the same category and variant)."""
+    """"bottle · full · 256 px · cpu preset": what tells two checkpoints apart in the picker, product first (the
+    image size and the training budget, a preset's name or else the iterations, separate the default model from
+    the 128-px ablation variant of the same product and variant)."""
     info = CheckpointInfo.from_config(config)
-    size = f" · {info.image_size} px" if info.image_size else ""
-    return f"{info.category or fallback} · {info.variant or '?'}{size}"
+    parts = [info.category or fallback, info.variant or "?"]
+    if info.image_size:
+        parts.append(f"{info.image_size} px")
+    training = info.training or {}
+    preset = PRESETS.get(training.get("preset"))
+    if preset and all(training.get(k) == preset[k] for k in ("iterations", "image_size")):
+        parts.append(f"{training['preset']} preset")  # its budget as the preset sets it (not a fine-tune's own)
+    elif isinstance(training.get("iterations"), int):
+        parts.append(f"{training['iterations']} iterations")
+    return " · ".join(parts)
+
+
+# the picker lists checkpoints from these sources grouped by product (a session's fine-tunes and loaded zips
+# follow, in the order they were made)
+GROUPED_SOURCES = ("shipped", "local", "hub")
+
+
+def picker_order(entry: Entry) -> tuple:
+    """Where ``entry`` goes in the picker: products alphabetically, within a product the default model first (the
+    largest image size), then the variants in ablation-ladder order."""
+    variant = entry.variant
+    rank = COMPARED_VARIANTS.index(variant) if variant in COMPARED_VARIANTS else len(COMPARED_VARIANTS)
+    return (entry.category or "", -(entry.image_size or 0), rank)
 
 
 class Registry:
@@ -282,7 +305,9 @@ class Registry:
     def choices(self) -> list[str]:
         inherited = self.parent.choices() if self.parent is not None else []
         with self._lock:
-            return inherited + [k for k, e in self.entries.items() if e.ok]
+            usable = [e for e in self.entries.values() if e.ok]
+        grouped = sorted((e for e in usable if e.source in GROUPED_SOURCES), key=picker_order)  # stable
+        return inherited + [e.key for e in grouped] + [e.key for e in usable if e.source not in GROUPED_SOURCES]
 
     def get(self, key: str | None) -> Entry:
         owner = self._owner(key)

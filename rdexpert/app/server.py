@@ -14,24 +14,14 @@ import os
 import threading
 from pathlib import Path
 
+from rdexpert.app.examples import ExampleSet
 from rdexpert.app.registry import Registry, public_text
 from rdexpert.cli.flags import add_backend, add_device
 
-DEMO_CATEGORY = "metal_plate"
 HUB_ENV = "RDEXPERT_HUB_REPO"
 QUEUE_CONCURRENCY = 2
 
 log = logging.getLogger(__name__)
-
-
-def example_images(assets: Path) -> list[tuple[str, str]]:
-    """Example images in ``assets``: ``good_*`` and ``defect_*`` PNGs, captioned by their label."""
-    out = []  # other PNGs there (the architecture diagram) are not examples
-    for path in sorted(assets.glob("*.png"), key=lambda p: (not p.name.startswith("good"), p.name)):
-        if path.name.startswith(("good_", "defect_")):
-            label = "normal" if path.name.startswith("good") else "defective"
-            out.append((str(path), f"{label}: {path.stem.split('_', 1)[-1]}"))
-    return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,9 +73,9 @@ def build_app(args: argparse.Namespace | None = None, root: str | Path | None = 
     if not args.no_demo:
         shipped = root / "checkpoints"
         found = registry.scan(shipped, source="shipped", required=False)
-        if not any(e.category == DEMO_CATEGORY for e in found):
+        if not any(e.ok for e in found):
             message = (
-                f"The demo checkpoint `checkpoints/{DEMO_CATEGORY}` is missing or broken: "
+                "No shipped checkpoint in `checkpoints/` could be read: "
                 + public_text(next((e.error for e in found if e.error), "no config.json there"))
                 + ". Use --checkpoints DIR, --hub-repo ORG/NAME, or fine-tune one."
             )
@@ -101,7 +91,7 @@ def build_app(args: argparse.Namespace | None = None, root: str | Path | None = 
     max_age = getattr(args, "workdir_max_age_hours", 24.0)
     config = AppConfig(
         registry=registry,
-        examples=example_images(root / "assets"),
+        examples=ExampleSet.scan(root / "assets" / "examples"),
         workdir=workdir,
         search_roots=[root],
         workdir_budget_mb=budget if budget is not None and budget > 0 else None,
@@ -136,7 +126,7 @@ def launch(demo, args: argparse.Namespace, **kwargs):
 
     cfg = demo.rdx_config
     cfg.workdir.mkdir(parents=True, exist_ok=True)
-    assets = [str(Path(p).parent) for p, _ in cfg.examples[:1]]
+    assets = [str(cfg.examples.root)] if cfg.examples.root is not None and cfg.examples.products else []
     return demo.launch(
         server_name=args.host,
         server_port=args.port,

@@ -2,7 +2,8 @@
 
 The switches (reference teacher/expert, GII gate) need no retraining, so every
 panel is the same checkpoint run with other arguments; the variants are other
-checkpoints of the same category, found in the registry. The image is a clicked
+checkpoints of the same product (category), found in the registry, with what their stored metrics show on that
+product (:mod:`rdexpert.app.variant_findings`); a table sets every product's variants side by side. The image is a clicked
 example or the one selected in Inspect (its :class:`InspectState`).
 
 Every panel says what it shows, and shows what its controls say: the
@@ -22,12 +23,25 @@ from pathlib import Path
 import gradio as gr
 
 from rdexpert.app import views
-from rdexpert.app.common import AppConfig, bind, examples_gallery, failure_message, pictures_gallery, reveal
+from rdexpert.app.common import (
+    AppConfig,
+    bind,
+    clicked_example,
+    examples_gallery,
+    failure_message,
+    key_category,
+    pictures_gallery,
+    reveal,
+    show_examples,
+)
 from rdexpert.app.diagram import DIAGRAM, DIAGRAM_CAPTION
+from rdexpert.app.examples import ExampleSet
+from rdexpert.app.header import first_choice
 from rdexpert.app.inspection import InspectState, read_image
-from rdexpert.app.registry import ABLATION_VARIANTS, Entry, Registry, public_text
+from rdexpert.app.registry import Entry, Registry, public_text
 from rdexpert.app.sessions import Sessions
 from rdexpert.app.uploads import UploadError
+from rdexpert.app.variant_findings import products_text, stored_variants_text, variants_heading
 from rdexpert.checkpoint.folder import CheckpointError
 from rdexpert.data import fit_image
 from rdexpert.model import GATES, REFERENCES, VARIANTS, capture_gates
@@ -58,6 +72,7 @@ def panel_label(reference: str, gate: str) -> str:
 
 
 CUSTOM_LABEL = "Chosen combination: "
+EXAMPLES_LABEL = "Examples ({what}): click one"
 
 
 def ablation_source(state: InspectState | None, source):
@@ -141,29 +156,15 @@ def variant_comparison(registry: Registry, entry: Entry, source):
     """(gallery, markdown): the same image under each trained variant of ``entry``'s category."""
     found = registry.variants(entry.category)
     if len(found) < 2:
-        missing = [v for v in ABLATION_VARIANTS if v not in found]
-        return None, (
-            f"Only {', '.join(f'`{v}`' for v in found) or 'no'} checkpoint(s) of category "
-            f"`{entry.category}` are loaded. Train the others (`rdexpert train --variant "
-            f"{missing[0] if missing else 'rd'} ...`) and start the app with `--checkpoints DIR` to compare "
-            "the ablation variants here, with their stored metrics."
-        )
-    gallery, rows = [], {}
+        return None, stored_variants_text(registry, entry.category)
+    gallery = []
     for variant, e in found.items():
         predictor = registry.predictor(e.key)
         p = predictor.predict(source)
         nmap = predictor.map_to_normalized(p.anomaly_map)
-        text = views.variant_text(variant)
         picture = views.fused_overlay(views.at_aspect(p.image, p.original_size), nmap, 0.5)
-        gallery.append((picture, f"{variant}: {p.normalized_score:.2f} — {text}"))
-        rows[f"`{variant}` ({text})"] = e.metrics
-    t = next(iter(found.values())).info.training
-    budget = f"`{t.get('backbone', '?')}`, {t.get('image_size', '?')} px, {t.get('iterations', '?')} iterations"
-    return gallery, (
-        f"Stored test metrics of each of the {len(found)} variants (%, from its config.json), all trained with the "
-        f"same budget ({budget}; one seed: differences of about a point are seed noise, see the README's 3-seed "
-        "ablation):\n\n" + views.metrics_markdown(rows, "variant")
-    )
+        gallery.append((picture, f"{variant}: {p.normalized_score:.2f} — {views.variant_text(variant)}"))
+    return gallery, stored_variants_text(registry, entry.category)
 
 
 def custom_panel(tab: AblationsTab, picture, text: str, reference: str, gate: str) -> dict:
@@ -226,7 +227,7 @@ def _blank(tab: AblationsTab, message: str) -> dict:
 def walkthrough_example(
     tab: AblationsTab,
     sessions: Sessions,
-    example_paths: list[str],
+    examples: ExampleSet,
     key,
     state,
     reference: str,
@@ -234,8 +235,9 @@ def walkthrough_example(
     evt: gr.SelectData,
     request: gr.Request | None = None,
 ):
-    """A clicked example becomes the tab's image (kept for the radio buttons)."""
-    path = example_paths[evt.index]
+    """A clicked example (of the gallery shown for ``key``'s product) becomes the tab's image (kept for the radio
+    buttons)."""
+    path = clicked_example(sessions, examples, key, evt.index, request).path
     return {tab.source: path, **walkthrough(tab, sessions.registry_for(request), key, state, path, reference, gate)}
 
 
@@ -244,13 +246,30 @@ def walkthrough_inspect(tab: AblationsTab, sessions: Sessions, key, state, refer
     return {tab.source: None, **walkthrough(tab, sessions.registry_for(request), key, state, None, reference, gate)}
 
 
-def walkthrough_checkpoint(tab: AblationsTab, sessions: Sessions, key, state, source, shown, reference: str,
-                           gate: str, request: gr.Request | None = None):
+def walkthrough_checkpoint(tab: AblationsTab, sessions: Sessions, examples: ExampleSet, key, state, source, shown,
+                           reference: str, gate: str, request: gr.Request | None = None):
     """Another checkpoint was picked: panels on screen are redrawn with it (they never show another checkpoint
-    than the picker's); nothing on screen: nothing to do."""
+    than the picker's); nothing on screen: nothing to do (gradio reads an empty dict as one value, so the state is
+    returned as it is). An example of another product is not run through this product's model: the panels are
+    cleared and the new product's examples offered."""
     if not shown or shown == key:
-        return {}
-    return walkthrough(tab, sessions.registry_for(request), key, state, source, reference, gate)
+        return {tab.shown: shown}
+    registry = sessions.registry_for(request)
+    example, category = examples.find(source), key_category(registry, key)
+    if example is not None and example.product != category and examples.known(category):
+        text = (f"The image was a {example.product} example and this checkpoint is a {category} model: click one "
+                f"of the {category} examples above, or run the walkthrough on the Inspect image.")
+        return {tab.source: None, **_blank(tab, views.message_html(text, "info"))}
+    return {tab.source: source, **walkthrough(tab, registry, key, state, source, reference, gate)}
+
+
+def product_variants(tab: AblationsTab, sessions: Sessions, key, request: gr.Request | None = None) -> dict:
+    """Another checkpoint: at once, the stored metrics of its product's variants (the pictures are drawn again
+    when the walkthrough reruns)."""
+    registry = sessions.registry_for(request)
+    category = key_category(registry, key)
+    return {tab.variants: None, tab.variants_title: variants_heading(category),
+            tab.variants_text: stored_variants_text(registry, category) if category else ""}
 
 
 def custom_combination(tab: AblationsTab, registry: Registry, key, state, source, reference: str, gate: str):
@@ -299,8 +318,10 @@ class AblationsTab:
     gates_text: gr.Markdown
     custom: gr.Image  # the setting chosen with the radio buttons
     custom_text: gr.Markdown
+    variants_title: gr.Markdown
     variants: gr.Gallery
     variants_text: gr.Markdown
+    products: gr.Markdown  # every product's variants side by side
 
     @property
     def outputs(self) -> list:
@@ -321,9 +342,10 @@ def build(cfg: AppConfig) -> AblationsTab:
         gr.Markdown(f"{DIAGRAM_CAPTION} (on a small screen: the full-screen button on the picture)",
                     elem_classes="rdx-small", elem_id="rdx-abl-diagram-caption")
     source, shown = gr.State(None), gr.State(None)
+    category = key_category(cfg.registry, first_choice(cfg.registry))
     with gr.Row():
         with gr.Column(scale=3, min_width=300):
-            examples = examples_gallery(cfg, "Examples: click one", "rdx-abl-examples", columns=6, height="auto")
+            examples = examples_gallery(cfg, category, EXAMPLES_LABEL, "rdx-abl-examples", columns=6, height="auto")
         with gr.Column(scale=1, min_width=200):
             run = gr.Button("Run the walkthrough on the Inspect image", elem_id="rdx-abl-run")
     message = gr.HTML(elem_id="rdx-abl-message")
@@ -351,13 +373,16 @@ def build(cfg: AppConfig) -> AblationsTab:
                               elem_id="rdx-abl-custom")
         with gr.Column(scale=1, min_width=300):
             custom_text = gr.Markdown(elem_id="rdx-abl-custom-text")
-    gr.Markdown("### Trained variants of this category")
+    variants_title = gr.Markdown(variants_heading(category), elem_id="rdx-abl-variants-title")
     variants = pictures_gallery(
         "Variants (same image, each with its own calibration)", "rdx-abl-variants", columns=5, height="auto"
     )
-    variants_text = gr.Markdown(elem_id="rdx-abl-variants-text", elem_classes="rdx-table")
+    variants_text = gr.Markdown(stored_variants_text(cfg.registry, category) if category else "",
+                                elem_id="rdx-abl-variants-text", elem_classes="rdx-table")
+    products = gr.Markdown(products_text(cfg.registry), elem_id="rdx-abl-products", elem_classes="rdx-table")
     return AblationsTab(source, shown, examples, run, reference, gate, message, tuple(images), tuple(texts),
-                        gates_title, gates, gates_text, custom, custom_text, variants, variants_text)
+                        gates_title, gates, gates_text, custom, custom_text, variants_title, variants, variants_text,
+                        products)
 
 
 def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_state: gr.State) -> None:
@@ -376,7 +401,7 @@ def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_sta
         api_visibility="private",
     )
     tab.examples.select(
-        bind(walkthrough_example, tab, sessions, cfg.example_paths),
+        bind(walkthrough_example, tab, sessions, cfg.examples),
         [checkpoint, inspect_state, *radios],
         [tab.source, *tab.outputs],
         concurrency_id="inspect",
@@ -388,13 +413,29 @@ def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_sta
             [checkpoint, inspect_state, tab.source, *radios],
             [tab.custom, tab.custom_text],
             concurrency_id="inspect",
-                trigger_mode="always_last",
+            trigger_mode="always_last",
             api_visibility="private",
         )
+    checkpoint.change(  # at once: the product's examples and its variants' stored metrics
+        bind(show_examples, tab.examples, EXAMPLES_LABEL, sessions, cfg.examples),
+        checkpoint,
+        tab.examples,
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
     checkpoint.change(
-        bind(walkthrough_checkpoint, tab, sessions),
+        bind(product_variants, tab, sessions),
+        checkpoint,
+        [tab.variants, tab.variants_title, tab.variants_text],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    checkpoint.change(
+        bind(walkthrough_checkpoint, tab, sessions, cfg.examples),
         [checkpoint, inspect_state, tab.source, tab.shown, *radios],
-        tab.outputs,
+        [tab.source, *tab.outputs],
         concurrency_id="inspect",
         api_visibility="private",
     )

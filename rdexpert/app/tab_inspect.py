@@ -21,8 +21,17 @@ from pathlib import Path
 import gradio as gr
 
 from rdexpert.app import views
-from rdexpert.app.common import AppConfig, bind, examples_gallery, reveal
-from rdexpert.app.header import describe
+from rdexpert.app.common import (
+    AppConfig,
+    bind,
+    clicked_example,
+    examples_gallery,
+    key_category,
+    reveal,
+    show_examples,
+)
+from rdexpert.app.examples import ExampleSet
+from rdexpert.app.header import describe, first_choice
 from rdexpert.app.inspection import (
     MAX_INSPECT_IMAGES,
     MAX_INSPECT_PIXELS,
@@ -58,23 +67,20 @@ def keep_new_uploads(files: gr.File, count: gr.State, uploaded, before: int) -> 
     return {files: new or None, count: len(new)}
 
 
-def example_truth(caption: str) -> str:
-    """An example's ground truth from its caption ("defective: train_00066" -> "defective", rdexpert.app.server)."""
-    return caption.partition(":")[0].strip()
-
-
 def inspect_example(
     view: InspectView,
     sessions: Sessions,
-    examples: list[tuple[str, str]],
+    examples: ExampleSet,
     key,
     threshold: float,
     evt: gr.SelectData,
     request: gr.Request | None = None,
 ):
-    """A clicked example (``examples``: (path, caption) pairs): inspected with its ground truth shown."""
-    path, caption = examples[evt.index]
-    return inspect(view, sessions.registry_for(request), key, [path], threshold, [example_truth(caption)])
+    """A clicked example (of the gallery shown for ``key``'s product): inspected with its ground truth shown (and
+    its mask outlined on the input, when shipped)."""
+    example = clicked_example(sessions, examples, key, evt.index, request)
+    return inspect(view, sessions.registry_for(request), key, [example.path], threshold, [example.truth],
+                   [example.mask])
 
 
 def rerender(view: InspectView, state: InspectState | None, threshold: float):
@@ -106,12 +112,15 @@ def change_checkpoint(
     description = describe(registry, key)
     if state and state.items and key:
         out = inspect(view, registry, key, [item.source for item in state.items], threshold,
-                      [i.truth for i in state.items])
+                      [i.truth for i in state.items], [i.mask for i in state.items])
         if out[view.state] is not None:
             selected = out[view.state].select(state.selected)
             out = {**out, view.state: selected, **render(view, selected, threshold)}
         return {checkpoint_info: description, **out}
     return {checkpoint_info: description}
+
+
+EXAMPLES_LABEL = "Examples ({what}) — click one"
 
 
 # -- the tab -------------------------------------------------------------------------------------
@@ -147,9 +156,8 @@ def build(cfg: AppConfig, state: gr.State) -> InspectTab:
                 height=120,  # a compact drop zone: on a phone the verdict comes right below it
             )
             run = gr.Button("Inspect", variant="primary", elem_id="rdx-run")
-            examples = examples_gallery(
-                cfg, "Examples (MPDD metal_plate test images) — click one", "rdx-examples", columns=3, height=260
-            )
+            examples = examples_gallery(cfg, key_category(cfg.registry, first_choice(cfg.registry)), EXAMPLES_LABEL,
+                                        "rdx-examples", columns=3, height=260)
             threshold = gr.Slider(
                 0.01,
                 0.99,
@@ -245,6 +253,14 @@ def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_in
         bind(select_result, view),
         [view.state, tab.threshold],
         [view.state, *view.drawn],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    checkpoint.change(  # at once: the examples of the checkpoint's product
+        bind(show_examples, tab.examples, EXAMPLES_LABEL, sessions, cfg.examples),
+        checkpoint,
+        tab.examples,
         queue=False,
         show_progress="hidden",
         api_visibility="private",

@@ -256,19 +256,27 @@ def zip_read(read, name: str):
         ) from None
 
 
-def _read_zip(archive: Path, writer: _Writer, scratch: Path, limits: UploadLimits, kind: str | None = None) -> None:
-    """Copy the images of a zip; ``kind`` None: from the folder names, else every image is of that kind."""
+def open_zip(archive: Path, max_mb: float, max_entries: int) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """An archive opened for reading and its entries, refused (UploadError) when too large, with too many entries,
+    or not a zip; nothing is extracted."""
     size_mb = archive.stat().st_size / 2**20
-    if size_mb > limits.max_archive_mb:
-        raise UploadError(f"The zip is {size_mb:.0f} MB; the limit is {limits.max_archive_mb:g} MB.")
+    if size_mb > max_mb:
+        raise UploadError(f"The zip is {size_mb:.0f} MB; the limit is {max_mb:g} MB.")
     try:
         zf = zipfile.ZipFile(archive)
     except ZIP_READ_ERRORS:
         raise UploadError(f"'{archive.name}' is not a valid zip archive.") from None
+    infos = zf.infolist()
+    if len(infos) > max_entries:
+        zf.close()
+        raise UploadError(f"The zip holds {len(infos)} entries; the limit is {max_entries}.")
+    return zf, infos
+
+
+def _read_zip(archive: Path, writer: _Writer, scratch: Path, limits: UploadLimits, kind: str | None = None) -> None:
+    """Copy the images of a zip; ``kind`` None: from the folder names, else every image is of that kind."""
+    zf, infos = open_zip(archive, limits.max_archive_mb, limits.max_archive_entries)
     with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_archive_entries:
-            raise UploadError(f"The zip holds {len(infos)} entries; the limit is {limits.max_archive_entries}.")
         # check every name and the total size before extracting a single byte
         total = 0
         for info in infos:

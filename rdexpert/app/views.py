@@ -189,6 +189,17 @@ def fused_overlay(image: np.ndarray, normalized_map: np.ndarray, threshold: floa
     return overlay(image, normalized_map, 0.0, 1.0, threshold)
 
 
+def truth_outline(picture: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The picture (enlarged like the maps) with the ground-truth defect ``mask`` outlined in green; as it is
+    without a mask."""
+    big = display(picture)
+    if mask is None or not np.any(mask):
+        return big
+    mask = cv2.resize(np.asarray(mask, np.uint8), (big.shape[1], big.shape[0]), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return cv2.drawContours(np.ascontiguousarray(big.copy()), contours, -1, (0, 200, 0), 2)
+
+
 def scale_overlays(image: np.ndarray, scale_maps: list[np.ndarray]) -> list[np.ndarray]:
     """The per-scale maps on one shared colour range (0 .. the largest value of the three) over the image."""
     top = max(float(np.max(m)) for m in scale_maps) if scale_maps else 1.0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,8 @@ from rdexpert.checkpoint.schema import MAX_CONFIG_BYTES, validate_config
 from rdexpert.data import train_and_holdout
 from rdexpert.hub.resolve import resolve_checkpoint
 from rdexpert.model import ExpertTeacherStudent, ModelConfig
-from rdexpert.training.recipe import DEFAULT_SEED
 from rdexpert.model.backbones import FEATURE_STRIDES, BackboneInfo
+from rdexpert.training.recipe import DEFAULT_SEED
 
 # what loading one checkpoint may take in memory (its parameters and buffers, plus its weights file read beside
 # them): the largest model rdexpert trains (wide_resnet50_2, "full") takes about 1.3 GB; a config asking for more
@@ -265,6 +266,7 @@ class Blueprint:
     weights: dict  # name -> (shape, is floating point) of every tensor a checkpoint stores (trainable_state_dict)
     weights_bytes: int  # those tensors' bytes, in the model's dtypes
     backbone: BackboneInfo
+    dropped: dict = field(default_factory=dict)  # name -> shape: backbone stages older checkpoints stored (ignored)
 
     @property
     def load_bytes(self) -> int:
@@ -282,9 +284,11 @@ def model_blueprint(config: ModelConfig) -> Blueprint:
         return sum(t.numel() * t.element_size() for t in tensors)
 
     stored = model.trainable_state_dict()
+    teacher = model.trained_teacher
+    dropped = {f"trained_teacher.{k}": shape for k, shape in teacher.dropped.items()} if teacher is not None else {}
     return Blueprint(model_bytes=nbytes(model.parameters()) + nbytes(model.buffers()),
                      weights={k: (tuple(v.shape), v.is_floating_point()) for k, v in stored.items()},
-                     weights_bytes=nbytes(stored.values()), backbone=model.expert.info)
+                     weights_bytes=nbytes(stored.values()), backbone=model.expert.info, dropped=dropped)
 
 
 def max_model_bytes() -> int:
@@ -351,7 +355,9 @@ def load_checkpoint(
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}")
     # everything is checked against the model measured on the meta device before the real one is built
     plan = _measure(model_config, config_path)
-    size, most = weights_path.stat().st_size, plan.weights_bytes + 2**20 + 1024 * len(plan.weights)
+    dropped_bytes = 4 * sum(math.prod(shape) for shape in plan.dropped.values())  # float32 at most
+    size = weights_path.stat().st_size
+    most = plan.weights_bytes + dropped_bytes + 2**20 + 1024 * (len(plan.weights) + len(plan.dropped))
     if size > most:  # its tensors in float32 and a generous header: more is not the weights of this model
         raise CheckpointError(f"{weights_path} is {size} bytes; the weights of a {model_config.backbone} / "
                               f"{model_config.variant} model take at most {most}")
@@ -369,6 +375,13 @@ def load_checkpoint(
             "(it resumes) or restore both files together."
         )
     expected = plan.weights
+    # the teacher's stages past stride 16, stored before they were dropped (rdexpert.model.backbones): checked, unused
+    stale = [k for k in state if k in plan.dropped and k not in expected]
+    if any(tuple(state[k].shape) != plan.dropped[k] for k in stale):
+        raise CheckpointError(f"{weights_path} does not match a {model_config.backbone} / {model_config.variant} "
+                              "model: its unused backbone stages have other shapes")
+    for k in stale:
+        del state[k]
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = [
@@ -394,18 +407,22 @@ def load_checkpoint(
     return model.to(map_location).eval(), config
 
 
-def compact_checkpoint(source: str | Path, out: str | Path) -> Path:
-    """A copy of a local checkpoint folder with float16 weights: half the size (a Space or a Git repo
-    without LFS), upcast again when loaded. Every other file is copied as is; the config names the new
-    weights' hash and ``weights_dtype``."""
+def compact_checkpoint(source: str | Path, out: str | Path, dtype: str = "float16") -> Path:
+    """A copy of a local checkpoint folder whose weights file holds only what this rdexpert's model stores (backbone
+    stages an older version kept are dropped), in ``dtype``: float16 halves the size again (a Space, a Git repo),
+    and is upcast when loaded. The weights are checked by loading them first; every other file is copied as is;
+    the config names the new weights' hash and ``weights_dtype``."""
     import shutil
 
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     source, out = Path(source), Path(out)
     if source.resolve() == out.resolve():
         raise ValueError("compact into another folder: the source keeps its full-precision weights")
     config = read_config(source)
-    state = read_tensors(source / WEIGHTS_NAME)
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    model, _ = load_checkpoint(source, pretrained_expert=False)  # the expert is not stored: no need for its weights
+    cast = torch.float16 if dtype == "float16" else torch.float32
+    state = {k: v.to(cast) if v.is_floating_point() else v for k, v in model.trainable_state_dict().items()}
     out.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.name in (WEIGHTS_NAME, CONFIG_NAME) or item.name.startswith("."):
@@ -415,7 +432,7 @@ def compact_checkpoint(source: str | Path, out: str | Path) -> Path:
             shutil.copytree(item, target, dirs_exist_ok=True)
         else:
             shutil.copy2(item, target)
-    write_tensors(out / WEIGHTS_NAME, half, metadata={"format": "pt"})
-    config.update(weights_sha256=file_sha256(out / WEIGHTS_NAME), weights_dtype="float16")
+    write_tensors(out / WEIGHTS_NAME, state, metadata={"format": "pt"})
+    config.update(weights_sha256=file_sha256(out / WEIGHTS_NAME), weights_dtype=dtype)
     write_json(out / CONFIG_NAME, config)
     return out

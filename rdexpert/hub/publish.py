@@ -28,6 +28,8 @@ from rdexpert.inference.calibration import Calibration
 
 EXTRA_FILES = ("LICENSE", "NOTICE", "LICENSE.md", "NOTICE.md")  # shipped beside the weights when present
 TEST_REPORT = Path("test") / "metrics.json"  # what `rdexpert test --out CHECKPOINT/test` (training suggests it) writes
+# the test report travels with the checkpoint (not its overlay pictures): what the card's numbers were measured as
+REPORT_FILES = (TEST_REPORT, Path("test") / "metrics.md", Path("test") / "scores.csv")
 # The Hub has no anomaly-detection task. The model's output is a per-pixel anomaly map - a binary normal/anomalous
 # segmentation, scored by P-AUROC and AUPRO - whose maximum is the image score, so image segmentation fits best.
 PIPELINE_TAG = "image-segmentation"
@@ -270,8 +272,8 @@ def stage_checkpoint(
     checkpoint: str | Path, staging: str | Path, repo_id: str, category: str | None = None, license: str | None = None,
     dataset_id: str | None = None,
 ) -> Path:
-    """Lay out what one category folder of the repo holds: config, weights, the out-of-distribution check, card,
-    LICENSE/NOTICE; nothing else."""
+    """Lay out what one category folder of the repo holds: config, weights, the out-of-distribution check, test
+    report, card, LICENSE/NOTICE; nothing else."""
     folder = Path(checkpoint)
     config = read_config(folder)
     if not (folder / WEIGHTS_NAME).is_file():
@@ -282,8 +284,9 @@ def stage_checkpoint(
     chosen = license_id(config, license)
     staging = Path(staging)
     staging.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME, OOD_NAME, *EXTRA_FILES):
+    for name in (CONFIG_NAME, WEIGHTS_NAME, OOD_NAME, *EXTRA_FILES, *REPORT_FILES):
         if (folder / name).is_file():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / name, staging / name)
     card_config = {**config, "metrics": stored_metrics(folder, config)}
     (staging / "README.md").write_text(model_card(card_config, repo_id, category, chosen, dataset_id))

@@ -67,6 +67,9 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         out_indices = _indices_for_strides(name)
         self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
+        self.dropped = drop_unused_stages(self.body)
+        if self.dropped:
+            self.register_load_state_dict_pre_hook(_forget_dropped)
         if pretrained:
             load_pretrained_weights(self.body, name)
         cfg = self.body.pretrained_cfg
@@ -85,6 +88,32 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.body((images - self.mean) / self.std)
+
+
+def drop_unused_stages(body: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Remove the stages after the stride-16 features, which some timm feature extractors still run.
+
+    Why: timm's EfficientNet/MobileNet feature classes keep (and run) every block, although RD only reads features
+    up to stride 16; for EfficientNet-Lite the stride-32 blocks hold two thirds of the backbone's weights. Dropping
+    them changes no output, and the trained teacher's copy of them is no longer stored. Returns the dropped
+    tensors' names (relative to the extractor, ``body.blocks.5...``) and shapes, so that checkpoints written with
+    them still load (:func:`_forget_dropped`, rdexpert.checkpoint.folder)."""
+    stages = getattr(body, "_stage_out_idx", None)
+    blocks = getattr(body, "blocks", None)
+    if not stages or not isinstance(blocks, nn.Sequential) or getattr(body, "feature_hooks", None) is not None:
+        return {}  # timm's generic feature wrappers already stop at the last feature they return
+    keep = max(stages)  # forward appends the output of block i when i + 1 is a feature stage
+    if keep >= len(blocks):
+        return {}
+    tail = blocks[keep:]  # a Sequential slice keeps the blocks' names ("5", "6")
+    body.blocks = blocks[:keep]
+    return {f"body.blocks.{k}": tuple(v.shape) for k, v in tail.state_dict().items()}
+
+
+def _forget_dropped(module, state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: ignore the dropped stages' tensors in a state written before they were dropped."""
+    for name in module.dropped:
+        state_dict.pop(prefix + name, None)
 
 
 def _indices_for_strides(name: str) -> tuple[int, int, int]:

@@ -265,7 +265,11 @@ class Trainer:
                 if key.startswith(prefix):
                     index, slot = key[len(prefix):].split(".", 1)
                     state.setdefault(int(index), {})[slot] = value
-            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+            try:
+                optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+            except ValueError as error:  # parameters this model no longer has (a state from an older rdexpert)
+                raise ValueError(f"{tensors_path} does not fit this model's {name} parameters ({error}); delete "
+                                 f"the 'resume' subfolder of {self.out} to start over") from None
         torch.set_rng_state(torch.tensor(meta["torch_rng"], dtype=torch.uint8))
         return meta["iteration"], meta["epoch"], history, meta["elapsed_seconds"]
 

@@ -3,16 +3,17 @@
 The checkpoints and the served app are made once for all of ``tests/app/``
 (package scope): the demo checkpoint (checkpoints/metal_plate) when it is there,
 or a tiny one trained here (seconds), plus a tiny ``rd`` variant so the ablation
-tab can compare variants, plus a broken checkpoint whose message must show in
-the page. ``alice`` (a fine-tune made through the handler) and ``page``
+tab can compare variants, a tiny ``rd`` of a second product (tire) so switching
+products is tested whatever is shipped, plus a broken checkpoint whose message
+must show in the page. Pages open on the demo product (:func:`support.pick_demo`). ``alice`` (a fine-tune made through the handler) and ``page``
 (Chromium) are per test module, like the state they carry.
 """
 
 from __future__ import annotations
 
 import pytest
+from helpers import MPDD, TIRE
 
-from helpers import MPDD
 from rdexpert.app.registry import Registry
 
 from .support import (
@@ -23,6 +24,7 @@ from .support import (
     ROOT,
     free_port,
     mpdd_zip,
+    pick_demo,
     session_request,
     skip_without_mpdd,
 )
@@ -50,6 +52,9 @@ def app_checkpoints(tmp_path_factory) -> dict:
             ),
             progress=False,
         ).fit()
+    if TIRE.is_dir():  # a second product
+        Trainer(TrainConfig(data_root=str(TIRE.parent), category=TIRE.name, out=str(folder / "tiny_tire_rd"),
+                            variant="rd", iterations=2, image_size=64, batch_size=2), progress=False).fit()
     (folder / "broken").mkdir()
     (folder / "broken" / "config.json").write_text("{ this is not json")
     return {"folder": folder, "demo": (DEMO / "config.json").is_file()}
@@ -131,5 +136,6 @@ def page(app_url):
         tab.set_default_timeout(60_000)
         tab.goto(app_url)
         tab.wait_for_selector("#rdx-examples button.thumbnail-item")
+        pick_demo(tab)
         yield tab
         browser.close()

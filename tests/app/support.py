@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from helpers import MPDD
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "checkpoints" / "metal_plate"
+EXAMPLES = ROOT / "assets" / "examples" / "metal_plate"  # the demo product's shipped examples
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -117,6 +117,27 @@ def without_data(monkeypatch, registry, tmp_path) -> str:
     return key
 
 
+def stored_verdict(folder: Path, image: str, margin: float = 0.1) -> str | None:
+    """"ANOMALOUS" or "NORMAL": what checkpoint ``folder``'s stored test report (test/scores.csv, by ``image``, e.g.
+    "defect/train_00066.png") and its calibration say of a test image; None without them, or when the calibrated
+    score is within ``margin`` of the threshold 0.5 (an example resized for the page may land either side)."""
+    import csv
+    import json
+
+    scores, config = folder / "test" / "scores.csv", folder / "config.json"
+    if not (scores.is_file() and config.is_file()):
+        return None
+    calibration = json.loads(config.read_text()).get("calibration") or {}
+    low, threshold = calibration.get("low"), calibration.get("threshold")
+    row = next((r for r in csv.DictReader(scores.open()) if r["image"] == image), None)
+    if row is None or low is None or threshold is None or threshold <= low:
+        return None
+    normalized = 0.5 * (float(row["score"]) - low) / (threshold - low)
+    if abs(normalized - 0.5) < margin:
+        return None
+    return "ANOMALOUS" if normalized >= 0.5 else "NORMAL"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,6 +200,24 @@ async (e) => {
   return [c.measureText('A').actualBoundingBoxAscent, c.measureText('N').actualBoundingBoxAscent];
 }
 """
+
+
+def pick_checkpoint(page, words: str) -> None:
+    """Choose the first checkpoint whose name holds ``words`` in the picker; wait until it is described."""
+    page.locator("#rdx-checkpoint input").click()
+    page.get_by_role("option").filter(has_text=words).first.click()
+    page.locator("#rdx-checkpoint-info").filter(has_text=words).first.wait_for()
+
+
+DEMO_CHOICE = "metal_plate · full"  # the demo product's default model (the tiny one without checkpoints/)
+
+
+def pick_demo(page) -> None:
+    """The demo product's default model, with its examples (the page opens on the first product, which may be
+    another); the checkpoint-dependent events have run when the examples are the demo product's."""
+    page.locator("#rdx-checkpoint-info").filter(has_text="source:").wait_for()  # the page-load events ran
+    pick_checkpoint(page, DEMO_CHOICE)
+    page.locator("#rdx-examples").filter(has_text="metal_plate test images").wait_for()
 
 
 def layout_problems(page) -> dict:

@@ -22,6 +22,7 @@ from .support import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
     DEMO,
+    EXAMPLES,
     GRADIO_WARNINGS,
     ROOT,
     WIDTHS,
@@ -29,6 +30,8 @@ from .support import (  # noqa: E402
     jpeg_bytes,
     layout_problems,
     mpdd_zip,
+    pick_checkpoint,
+    pick_demo,
     png_bytes,
     skip_without_mpdd,
     without_data,
@@ -60,7 +63,7 @@ def screen(request, chromium, app_url):
     page.on("console", lambda message: page.console.append((message.type, message.text)))
     page.goto(app_url)
     page.wait_for_selector("#rdx-examples button.thumbnail-item")
-    page.locator("#rdx-checkpoint-info").filter(has_text="source:").wait_for()  # the page-load events ran
+    pick_demo(page)  # after the page-load events
     page.width_name = request.param
     yield page
     context.close()
@@ -84,10 +87,8 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}_{page.width_name}.png"))
 
 
-def _pick_checkpoint(page, words: str) -> None:
-    page.locator("#rdx-checkpoint input").click()
-    page.get_by_role("option").filter(has_text=words).first.click()
-    _wait(page, "#rdx-checkpoint-info", words)
+_pick_checkpoint = pick_checkpoint
+TINY_RD = "metal_plate · rd · 64 px · 2 iterations · local"  # conftest's tiny rd
 
 
 # -- Inspect ------------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_inspect_a_new_upload_is_inspected_alone_and_captions_are_whole(screen, 
     """Item 4: two images, then a third: the third alone is inspected and shown (the box appended it to the
     others, which then ran all three and showed the first). Results gallery captions are not cut."""
     _tab(screen, "Inspect")
-    two = [ROOT / "assets" / "good_test_00003.png", ROOT / "assets" / "defect_train_00045.png"]
+    two = [EXAMPLES / "good_test_00003.png", EXAMPLES / "defect_train_00045.png"]
     screen.locator("#rdx-files input[type=file]").set_input_files([str(p) for p in two])
     screen.locator("#rdx-results button.thumbnail-item").nth(1).wait_for()
     _wait(screen, "#rdx-verdict", "2 images in")
@@ -141,7 +142,7 @@ def test_inspect_a_new_upload_is_inspected_alone_and_captions_are_whole(screen, 
         assert captions.nth(k).evaluate("e => e.scrollWidth <= e.clientWidth + 1"), text  # whole, no "…"
     _fits(screen, "inspect, two results")
     third = tmp_path / "third_part.png"
-    third.write_bytes((ROOT / "assets" / "defect_val_00017.png").read_bytes())
+    third.write_bytes((EXAMPLES / "defect_val_00017.png").read_bytes())
     screen.locator("#rdx-files input[type=file]").set_input_files(str(third))
     _wait(screen, "#rdx-inspect-info", "third_part.png")
     assert "1 image in" in screen.locator("#rdx-verdict").inner_text()
@@ -208,6 +209,63 @@ def test_ablations_pictures_read(screen):
         assert screen.locator("#rdx-abl-variants button.thumbnail-item").count() == 5
 
 
+def _checked(page, selector: str) -> str:
+    return page.locator(f"{selector} input:checked").evaluate("e => e.value")
+
+
+def test_switching_the_product_switches_examples_and_ablations(screen, served_app):
+    """Issue 23: picking another product's checkpoint switches both example galleries to that product's images
+    at once, the trained-variants heading and stored-metrics text to that product, and the walkthrough to that
+    checkpoint, every panel's caption still matching its controls; back on the demo product, its examples
+    return."""
+    demo = served_app[0]
+    registry, examples = demo.rdx_config.registry, demo.rdx_config.examples
+    demo_product = registry.get(screen.locator("#rdx-checkpoint input").input_value()).category
+    key = next((k for k in registry.choices() if registry.get(k).category != demo_product
+                and examples.known(registry.get(k).category)), None)
+    if key is None:
+        pytest.skip("one product only: nothing to switch to")
+    product = registry.get(key).category
+    expected = [caption for _, caption in examples.gallery(product)]
+    _tab(screen, "Ablations")
+    _pick_checkpoint(screen, key)
+    _wait(screen, "#rdx-abl-examples", f"{product} test images")
+    assert screen.locator("#rdx-abl-examples .caption-label").all_inner_texts() == expected
+    _wait(screen, "#rdx-abl-variants-title", f"Trained variants of {product}")
+    if screen.locator("#rdx-abl-message").inner_text().startswith("The image was"):  # a walkthrough was on screen
+        assert f"click one of the {product} examples" in screen.locator("#rdx-abl-message").inner_text()
+    assert product in screen.locator("#rdx-abl-variants-text").inner_text()
+    defective = max(i for i, caption in enumerate(expected) if caption.startswith("defective"))
+    name = examples.gallery(product)[defective][0].rsplit("/", 1)[-1]
+    screen.locator("#rdx-abl-examples button.thumbnail-item").nth(defective).click()
+    _wait(screen, "#rdx-abl-message", name)
+    assert key in screen.locator("#rdx-abl-message").inner_text()
+    assert_in_view(screen, "#rdx-abl-message")
+    for k in range(4):  # each panel's caption is its text's setting
+        setting, caption = _panel(screen, f"#rdx-abl-panel-{k}")
+        assert screen.locator(f"#rdx-abl-text-{k}").inner_text().startswith(f"{setting} — "), (k, caption)
+    radios = f"{_checked(screen, '#rdx-abl-reference')} · {_checked(screen, '#rdx-abl-gate')}"
+    assert _panel(screen, "#rdx-abl-custom")[0] == radios
+    assert screen.locator("#rdx-abl-custom-text").inner_text().startswith(f"{radios} — calibrated score")
+    _fits(screen, f"ablations, {product}")
+    _shot(screen, "widths_ablations_other_product")
+
+    _tab(screen, "Inspect")
+    _wait(screen, "#rdx-examples", f"{product} test images")
+    assert screen.locator("#rdx-examples .caption-label").all_inner_texts() == expected
+    screen.locator("#rdx-examples button.thumbnail-item").nth(defective).scroll_into_view_if_needed()
+    screen.locator("#rdx-examples button.thumbnail-item").nth(defective).click()
+    _wait(screen, "#rdx-inspect-info", name)
+    assert "ground truth: defective" in screen.locator("#rdx-verdict").inner_text()
+    assert "ground-truth defect mask" in screen.locator("#rdx-inspect-info").inner_text()
+    assert_in_view(screen, "#rdx-verdict")
+    _fits(screen, f"inspect, {product}")
+
+    pick_demo(screen)  # back: the demo product's examples again
+    assert screen.locator("#rdx-examples .caption-label").all_inner_texts() == [
+        caption for _, caption in examples.gallery(demo_product)]
+
+
 # -- Fine-tune ----------------------------------------------------------------------------------------------
 def test_finetune_forty_files_do_not_push_start_away(screen, tmp_path):
     """Item 3: forty uploaded files made a 4,380-px page with Start 2,000 px down; the list scrolls in its box."""
@@ -264,7 +322,7 @@ def test_finetune_progress_result_and_loading_the_download_back(screen, tmp_path
     assert_in_view(screen, "#rdx-ft-load-status")
     assert "loaded" in screen.locator("#rdx-checkpoint input").input_value()
     assert f"w-{screen.width_name}" in screen.locator("#rdx-checkpoint input").input_value()
-    _pick_checkpoint(screen, "rd · 64 px · local")  # back to a shared checkpoint for the next tests
+    _pick_checkpoint(screen, TINY_RD)  # back to a shared checkpoint for the next tests
 
 
 # -- Evaluate -----------------------------------------------------------------------------------------------
@@ -273,7 +331,7 @@ def test_evaluate_summary_plots_and_a_row_opened_in_inspect(screen):
     in view; item 8: a row opens in Inspect with its ground truth, in view."""
     skip_without_mpdd()
     _tab(screen, "Evaluate")
-    _pick_checkpoint(screen, "rd · 64 px · local")
+    _pick_checkpoint(screen, TINY_RD)
     screen.locator("#rdx-ev-run").click()
     _wait(screen, "#rdx-ev-summary", "images in", timeout=300_000)
     assert_in_view(screen, "#rdx-ev-summary")

@@ -16,7 +16,7 @@ pytestmark = GRADIO_WARNINGS
 def test_architecture_diagram_is_regenerated(tmp_path):
     """``python -m rdexpert.app.diagram`` draws the Ablations tab's picture; the shipped one is not an example."""
     from rdexpert.app.diagram import DIAGRAM, draw
-    from rdexpert.app.server import example_images
+    from rdexpert.app.examples import ExampleSet
 
     path = draw(tmp_path / "ets.png")
     with Image.open(path) as picture:
@@ -24,4 +24,4 @@ def test_architecture_diagram_is_regenerated(tmp_path):
         assert picture.format == "PNG" and 800 <= width <= 2000 and 350 <= height <= 1200, picture.size
     assert 20_000 < path.stat().st_size < 500_000
     assert DIAGRAM.is_file() and DIAGRAM.parent == ROOT / "assets"
-    assert str(DIAGRAM) not in [p for p, _ in example_images(ROOT / "assets")]
+    assert str(DIAGRAM) not in [e.path for e in ExampleSet.scan(ROOT / "assets" / "examples").all]

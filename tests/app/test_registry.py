@@ -46,8 +46,8 @@ def test_messages_hide_server_paths_but_keep_hub_addresses():
 
 def test_checkpoint_names_say_what_differs():
     """Item 9: the 256-px demo and the 128-px ablation variant of the same category and variant were
-    "metal_plate · full · shipped" and "... shipped (2)"; the image size tells them apart, and a name that is
-    still taken gets the folder's name, not a number."""
+    "metal_plate · full · shipped" and "... shipped (2)"; product, variant, image size and budget tell them apart,
+    and a name that is still taken gets the folder's name, not a number."""
     from .support import ROOT
 
     registry = Registry()
@@ -55,10 +55,45 @@ def test_checkpoint_names_say_what_differs():
     names = registry.choices()
     if len(names) < 2:
         pytest.skip("the shipped checkpoints are not here")
-    assert "metal_plate · full · 256 px · shipped" in names and "metal_plate · full · 128 px · shipped" in names
     assert not any("(2)" in name for name in names) and len(set(names)) == len(names)
-    again = registry.add_local(ROOT / "checkpoints" / "metal_plate", source="shipped")
-    assert again.key == "metal_plate · full · 256 px · shipped (metal_plate)"
+    for name in names:
+        entry = registry.get(name)
+        assert name.startswith(f"{entry.category} · {entry.variant} · {entry.image_size} px · ")
+    demo = registry.get(names[0])
+    again = registry.add_local(demo.folder, source="shipped")
+    assert again.key == f"{names[0]} ({demo.folder.name})"
+
+
+def _checkpoint(folder, category, variant, size, iterations, preset="quick"):
+    folder.mkdir(parents=True)
+    config = {"model": {"variant": variant, "image_size": size}, "dataset": {"category": category},
+              "training": {"preset": preset, "iterations": iterations, "image_size": size}}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_the_picker_groups_by_product_with_the_default_model_first(tmp_path):
+    """Issue 23: products alphabetically, within each the default (largest) model first, then the variants in
+    ablation-ladder order; labels say product · variant · size · budget (a preset's name only when the run used
+    its budget)."""
+    for category in ("tire", "bottle"):
+        for variant in ("full_plain", "rd_gii", "rd", "full"):
+            _checkpoint(tmp_path / f"{category}_{variant}_128px", category, variant, 128, 200)
+        _checkpoint(tmp_path / category, category, "full", 256, 800, preset="cpu")
+    _checkpoint(tmp_path / "short", "bottle", "rd", 128, 50)  # the quick preset's size, not its 200 iterations
+    registry = Registry()
+    registry.scan(tmp_path)
+    names = [name.partition(" · local")[0] for name in registry.choices()]
+    ladder = ["rd · 128 px · quick preset", "rd_gii · 128 px · quick preset", "full · 128 px · quick preset",
+              "full_plain · 128 px · quick preset"]
+    assert names[:6] == ["bottle · full · 256 px · cpu preset"] + [f"bottle · {v}" for v in ladder[:1]] + [
+        "bottle · rd · 128 px · 50 iterations"] + [f"bottle · {v}" for v in ladder[1:]]
+    assert names[6:] == ["tire · full · 256 px · cpu preset"] + [f"tire · {v}" for v in ladder]
+    # a session's own checkpoints (fine-tunes, loaded zips) follow the shared ones, in the order they were made
+    session = Registry(parent=registry)
+    session.add_local(_checkpoint(tmp_path / "mine", "aaa", "rd", 64, 3), source="fine-tuned", name="mine")
+    assert session.choices()[-1].startswith("mine: aaa · rd · 64 px · 3 iterations · fine-tuned")
 
 
 def test_a_visitor_reads_what_is_unavailable_the_operator_reads_why(monkeypatch, caplog, tmp_path):

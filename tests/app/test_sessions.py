@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("gradio")
 
-from .support import GRADIO_WARNINGS, ROOT, page_text, session_request  # noqa: E402
+from .support import EXAMPLES, GRADIO_WARNINGS, ROOT, page_text, session_request  # noqa: E402
 
 pytestmark = GRADIO_WARNINGS
 
@@ -45,7 +45,7 @@ def test_fine_tunes_belong_to_the_session_that_made_them(alice):
     assert download and not Path(download).resolve().is_relative_to(workdir)
     # alice lists and uses it
     assert key in refresh(top, ft.base, sessions, session_request("alice"))[top.checkpoint].constructor_args["choices"]
-    example = str(ROOT / "assets" / "good_test_00003.png")
+    example = str(EXAMPLES / "good_test_00003.png")
     out = inspect_files(view, sessions, key, [example], 0.5, session_request("alice"))
     state, message = out[view.state], out[view.message]
     assert state is not None and state.key == key, message
@@ -63,7 +63,7 @@ def test_fine_tunes_belong_to_the_session_that_made_them(alice):
     evaluated = evaluate_selected(parts.evaluate, sessions, collections.OrderedDict(), [ROOT], key, bob)
     assert "Cannot evaluate" in evaluated[parts.evaluate.summary]
     assert "unknown checkpoint" in describe_selected(sessions, key, bob)
-    upload = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "good_test_00012.png")]
+    upload = [str(EXAMPLES / "good_test_00003.png"), str(EXAMPLES / "good_test_00012.png")]
     status = next(finetune(ft, cfg, upload, None, None, key, "rd", 64, 2, "bob", False, bob))[ft.status]
     assert "unknown checkpoint" in status  # not even as "Start from"
     assert isinstance(refresh(top, ft.base, sessions, bob)[top.checkpoint], gr.Dropdown)
@@ -77,7 +77,7 @@ def test_warm_start_fine_tune_begins_from_the_chosen_checkpoint(alice):
 
     cfg, request, ft = alice["cfg"], session_request("alice"), alice["parts"].finetune
     base = next(k for k in cfg.sessions.registry_for(request).choices() if "alice-parts" in k)
-    upload = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "good_test_00012.png")]
+    upload = [str(EXAMPLES / "good_test_00003.png"), str(EXAMPLES / "good_test_00012.png")]
     outputs = list(finetune(ft, cfg, upload, None, None, base, "rd", 64, 1, "alice-warm", True, request))
     job = cfg.sessions.get(request).job
     assert job.status == "done", outputs[-1][ft.status]

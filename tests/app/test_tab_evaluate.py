@@ -12,7 +12,7 @@ pytest.importorskip("gradio")
 
 from rdexpert.app.registry import Registry  # noqa: E402
 
-from .support import DEMO, GRADIO_WARNINGS, ROOT, select_event, without_data  # noqa: E402
+from .support import DEMO, EXAMPLES, GRADIO_WARNINGS, select_event, without_data  # noqa: E402
 
 pytestmark = GRADIO_WARNINGS
 
@@ -83,7 +83,7 @@ def test_a_clicked_row_opens_what_it_can(app_registry, monkeypatch, tmp_path, pa
     out = open_row(view, parts.tabs, ev, app_registry, key, rows, 0.5, select_event([missing, 0]))
     assert "drew no overlay" in out[ev.detail] and not out[ev.detail_image].visible
 
-    example = str(ROOT / "assets" / "defect_train_00066.png")
+    example = str(EXAMPLES / "defect_train_00066.png")
     row = {"path": example, "name": "defect_train_00066.png", "truth": "defective", "score": 0.0,
            "normalized": 0.0, "overlay": None}
     out = open_row(view, parts.tabs, ev, app_registry, key, [row], 0.5, select_event([0, 1]))

@@ -12,12 +12,13 @@ from PIL import Image
 
 pytest.importorskip("gradio")
 
+from helpers import MPDD  # noqa: E402
+
 from rdexpert.app.registry import Registry  # noqa: E402
 from rdexpert.app.uploads import UploadError, prepare_dataset  # noqa: E402
 
-from helpers import MPDD  # noqa: E402
-
 from .support import (  # noqa: E402
+    EXAMPLES,
     GRADIO_WARNINGS,
     ROOT,
     jpeg_bytes,
@@ -36,7 +37,7 @@ def test_inspect_handler_returns_a_verdict_and_the_redraw_reuses_it(app_registry
     from rdexpert.app.tab_inspect import rerender, select_result
 
     key = first_choice(app_registry)
-    paths = [str(ROOT / "assets" / "good_test_00003.png"), str(ROOT / "assets" / "defect_train_00066.png")]
+    paths = [str(EXAMPLES / "good_test_00003.png"), str(EXAMPLES / "defect_train_00066.png")]
     view = parts.inspect.view
     out = inspect(view, app_registry, key, paths, 0.5)
     assert set(out) == set(view.outputs)  # every output
@@ -75,7 +76,7 @@ def test_inspect_draws_a_non_square_image_at_its_own_aspect_ratio(app_registry, 
     from rdexpert.app.inspection import inspect
 
     wide = tmp_path / "wide.png"
-    Image.open(ROOT / "assets" / "defect_train_00066.png").convert("RGB").resize((400, 300)).save(wide)
+    Image.open(EXAMPLES / "defect_train_00066.png").convert("RGB").resize((400, 300)).save(wide)
     view = parts.inspect.view
     out = inspect(view, app_registry, first_choice(app_registry), [str(wide)], 0.5)
     state, picture, fused = out[view.state], out[view.input_image], out[view.fused]
@@ -87,23 +88,30 @@ def test_inspect_draws_a_non_square_image_at_its_own_aspect_ratio(app_registry, 
 
 
 def test_an_example_shows_its_ground_truth_beside_the_verdict(app_registry, tmp_path, parts):
-    """An example's caption is its ground truth; Inspect shows it beside the model's verdict, an upload without."""
+    """An example's ground truth is shown beside the model's verdict, its mask outlined on the input; an upload's
+    truth is not known. The example clicked is the one of the gallery the checkpoint's product shows."""
+    from rdexpert.app.examples import ExampleSet
     from rdexpert.app.header import first_choice
     from rdexpert.app.inspection import inspect
-    from rdexpert.app.server import example_images
     from rdexpert.app.sessions import Sessions
     from rdexpert.app.tab_inspect import inspect_example
 
-    examples = example_images(ROOT / "assets")
-    normal, defective = (next(i for i, (_, c) in enumerate(examples) if c.startswith(w)) for w in ("normal", "defec"))
+    examples = ExampleSet.scan(ROOT / "assets" / "examples")
     sessions, key, view = Sessions(app_registry, tmp_path), first_choice(app_registry), parts.inspect.view
+    shown = examples.for_category(app_registry.get(key).category)
+    normal, defective = (next(i for i, e in enumerate(shown) if e.truth == w) for w in ("normal", "defective"))
+    assert shown[defective].mask is not None and shown[normal].mask is None
     for index, truth in ((normal, "normal"), (defective, "defective")):
         out = inspect_example(view, sessions, examples, key, 0.5, select_event(index))
         state, verdict = out[view.state], out[view.verdict]
         assert state.items[0].truth == truth and f"ground truth: <b>{truth}</b>" in verdict
+        assert (state.items[0].mask is not None) == (truth == "defective")
+        assert ("ground-truth defect mask" in out[view.info]) == (truth == "defective")
         word = "ANOMALOUS" if 'data-verdict="anomalous"' in verdict else "NORMAL"
         assert f"model: <b>{word}</b>" in verdict
-    verdict = inspect(view, app_registry, key, [examples[defective][0]], 0.5)[view.verdict]
+    picture = out[view.input_image]  # the defective example: its mask outlined in green
+    assert np.any(np.all(picture == (0, 200, 0), axis=-1))
+    verdict = inspect(view, app_registry, key, [shown[defective].path], 0.5)[view.verdict]
     assert "calibrated score" in verdict and "ground truth" not in verdict  # uploaded: its truth is not known
 
 
@@ -118,7 +126,7 @@ def test_inspect_handler_refusals_are_messages(tmp_path, parts):
         (key, [], "Upload an image"),
         (key, [str(fake)] * (MAX_INSPECT_IMAGES + 1), "the limit is"),
         (key, [str(fake)], "not an image"),
-        ("no such checkpoint", [str(ROOT / "assets" / "good_test_00003.png")], "Checkpoint error"),
+        ("no such checkpoint", [str(EXAMPLES / "good_test_00003.png")], "Checkpoint error"),
     ]
     view = parts.inspect.view
     for k, sources, words in cases:
@@ -174,7 +182,7 @@ def test_an_image_scores_the_same_in_inspect_as_in_evaluate(app_registry, tmp_pa
 
     photos = [tmp_path / "defect_photo.jpg", tmp_path / "good_photo.jpg"]
     for name, photo in zip(("defect_train_00066.png", "good_test_00003.png"), photos):
-        Image.open(ROOT / "assets" / name).convert("RGB").resize((2400, 1800)).save(photo, quality=92)
+        Image.open(EXAMPLES / name).convert("RGB").resize((2400, 1800)).save(photo, quality=92)
     key = first_choice(app_registry)
     predictor = app_registry.predictor(key)
     state = predict_items(app_registry, key, [str(p) for p in photos])

@@ -17,7 +17,8 @@ Nothing is selected on the test split: each model is the final iterate; the test
 
 ``--refresh`` rewrites each finished checkpoint's weights file as this rdexpert stores it (in the dtype chosen
 before; e.g. without backbone stages an older version kept), tests it again and stops unless every test score is
-unchanged (within 1e-5); the new report replaces the old one.
+unchanged (within 1e-5; for float16 weights within 1e-3 of the float32 scores their first report holds); the new
+report, measured on the shipped weights themselves, replaces the old one.
 
 Resumable: a finished checkpoint (``zoo.json`` beside it) is skipped; an interrupted training resumes from its
 own resume state. Each step's command and seconds go to ``zoo.json``; ``bench/results/zoo.{md,json}`` gets the
@@ -168,7 +169,9 @@ def refresh(job: dict) -> None:
                        job["product"], "--out", str(fresh / "test"), "--save-metrics")
     before, after = read_scores(out / "test"), read_scores(fresh / "test")
     moved = max(abs(before[name] - after[name]) for name in before)
-    if set(before) != set(after) or moved > REFRESH_TOLERANCE:
+    # a float16 checkpoint's first report was measured in float32 (FLOAT16_TOLERANCE apart); the new one is its own
+    tolerance = FLOAT16_TOLERANCE if record["weights"] == "float16" else REFRESH_TOLERANCE
+    if set(before) != set(after) or moved > tolerance:
         raise SystemExit(f"{out}: the refreshed weights score differently (largest change {moved:g}); kept as is, "
                          f"the candidate is in {fresh}")
     record.update(refreshed={"max_score_change": moved, "test_seconds": seconds, "machine": machine_line()})

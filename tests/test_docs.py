@@ -87,3 +87,11 @@ def test_the_parsers_read_a_table():
         f"| {name} | {', '.join(f'`{m}`' for m in modules[1:])} |" for name, modules in LAYERS)
     with pytest.raises(AssertionError, match="differently"):
         _check_layers(_layer_table(_section(text, "## 8. Layers")), "sample")
+
+
+@pytest.mark.parametrize("document", [README, DESIGN], ids=["README", "design"])
+def test_every_file_a_document_names_exists(document):
+    """Module, test and bench paths named in the documents survive moves (the stage folders renamed many)."""
+    named = set(re.findall(r"\b((?:rdexpert|tests|bench)/[\w/]+\.py)\b", document.read_text()))
+    assert named, "the pattern no longer finds the paths"
+    assert sorted(p for p in named if not (ROOT / p).is_file()) == []

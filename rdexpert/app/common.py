@@ -148,15 +148,17 @@ def scroll_js(*selectors: str) -> str:
     pixels.
 
     Gradio's own ``scroll_to_output`` does nothing in the gradio this app runs on (6.31: the page's status
-    trackers never receive it), so :func:`reveal` attaches this to the events instead.
+    trackers never receive it), so :func:`reveal` attaches this to the events instead. It looks again 150 ms
+    later: an answer in another tab (an Evaluate row opened in Inspect) may not be laid out yet when it runs.
     """
     return (
-        "(...args) => { const e = " + repr(list(selectors)) + ".map((s) => document.querySelector(s))"
+        "(...args) => { const reveal = () => { const e = " + repr(list(selectors))
+        + ".map((s) => document.querySelector(s))"
         ".find((e) => e && e.getClientRects().length > 0); if (e) {"
         " const top = e.getBoundingClientRect().top;"
         " if (top < 0 || top > window.innerHeight - 160)"
-        " window.scrollTo({top: Math.max(0, top + window.scrollY - 8), behavior: 'instant'}); }"
-        " return args; }"
+        " window.scrollTo({top: Math.max(0, top + window.scrollY - 8), behavior: 'instant'}); } };"
+        " reveal(); setTimeout(reveal, 150); return args; }"
     )
 
 

@@ -259,7 +259,9 @@ def walkthrough_checkpoint(tab: AblationsTab, sessions: Sessions, examples: Exam
     if example is not None and example.product != category and examples.known(category):
         text = (f"The image was a {example.product} example and this checkpoint is a {category} model: click one "
                 f"of the {category} examples above, or run the walkthrough on the Inspect image.")
-        return {tab.source: None, **_blank(tab, views.message_html(text, "info"))}
+        # the product's stored variant metrics stay (product_variants wrote them; this may answer after it)
+        return {tab.source: None, **_blank(tab, views.message_html(text, "info")),
+                tab.variants_text: stored_variants_text(registry, category)}
     return {tab.source: source, **walkthrough(tab, registry, key, state, source, reference, gate)}
 
 

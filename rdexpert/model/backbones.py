@@ -91,23 +91,20 @@ class FeatureExtractor(nn.Module):
 
 
 def drop_unused_stages(body: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Remove the stages after the stride-16 features, which some timm feature extractors still run.
+    """Cut a timm ``features_only`` network after the module of its last returned feature; in place.
 
-    Why: timm's EfficientNet/MobileNet feature classes keep (and run) every block, although RD only reads features
-    up to stride 16; for EfficientNet-Lite the stride-32 blocks hold two thirds of the backbone's weights. Dropping
-    them changes no output, and the trained teacher's copy of them is no longer stored. Returns the dropped
-    tensors' names (relative to the extractor, ``body.blocks.5...``) and shapes, so that checkpoints written with
-    them still load (:func:`_forget_dropped`, rdexpert.checkpoint.folder)."""
-    stages = getattr(body, "_stage_out_idx", None)
-    blocks = getattr(body, "blocks", None)
-    if not stages or not isinstance(blocks, nn.Sequential) or getattr(body, "feature_hooks", None) is not None:
-        return {}  # timm's generic feature wrappers already stop at the last feature they return
-    keep = max(stages)  # forward appends the output of block i when i + 1 is a feature stage
-    if keep >= len(blocks):
+    Why: timm's EfficientNet feature extractors run every block stage and return only the asked-for ones, so the
+    stride-32 stages of EfficientNet-Lite (two thirds of its weights) were computed, trained and stored for
+    nothing; networks that already stop there (timm's ResNets) are left alone. No output changes. Returns the
+    dropped tensors' names (relative to the extractor, ``body.blocks.5...``) and shapes, so that checkpoints
+    written with them still load (:func:`_forget_dropped`, rdexpert.checkpoint.folder)."""
+    parent_name, _, index = body.feature_info.module_name()[-1].rpartition(".")
+    parent = body.get_submodule(parent_name) if parent_name else None
+    if not (index.isdigit() and isinstance(parent, nn.Sequential)) or int(index) + 1 >= len(parent):
         return {}
-    tail = blocks[keep:]  # a Sequential slice keeps the blocks' names ("5", "6")
-    body.blocks = blocks[:keep]
-    return {f"body.blocks.{k}": tuple(v.shape) for k, v in tail.state_dict().items()}
+    tail = parent[int(index) + 1:]  # a Sequential slice keeps the blocks' names ("5", "6")
+    del parent[int(index) + 1:]
+    return {f"body.{parent_name}.{k}": tuple(v.shape) for k, v in tail.state_dict().items()}
 
 
 def _forget_dropped(module, state_dict, prefix, *args) -> None:

@@ -14,7 +14,7 @@ from rdexpert.data.images import INPUT_FITS
 from rdexpert.model.anomaly_map import BLUR_BORDERS, BLUR_SIGMA, AnomalyMaps, compute_anomaly_maps
 from rdexpert.model.backbones import create_backbone
 from rdexpert.model.decoder import Decoder
-from rdexpert.model.fusion import drop_unused_stages, fold_batch_norms
+from rdexpert.model.fusion import fold_batch_norms
 from rdexpert.model.gii import GATES
 from rdexpert.model.ocbe import OCBE
 from rdexpert.training.recipe import IMPROVED, PRE_RECIPE_SET
@@ -247,8 +247,6 @@ class ExpertTeacherStudent(nn.Module):
             self.student(self.teacher(probe), "gated")
             self.expert(probe)
 
-        for backbone in {self.expert, self.teacher}:
-            drop_unused_stages(backbone.body)
         fold_batch_norms(self, run_every_part)
         self.to(memory_format=torch.channels_last)
         self.ocbe.to(memory_format=torch.contiguous_format)  # see OCBE.forward

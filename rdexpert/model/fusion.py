@@ -1,8 +1,8 @@
-"""Inference-only rewrites of a network: BatchNorm folded into the convolution before it, unused stages dropped.
+"""Inference-only rewrite of a network: BatchNorm folded into the convolution before it.
 
 In eager PyTorch an eval-mode BatchNorm is a pass of its own over every activation; folded into the
-preceding convolution's weights and bias it costs nothing. timm's EfficientNet feature extractors run
-their stride-32 stages too and throw the result away. The maps change by float rounding only (~1e-6);
+preceding convolution's weights and bias it costs nothing (the stages past the last feature are dropped
+when the backbone is built, rdexpert.model.backbones.drop_unused_stages). The maps change by float rounding only (~1e-6);
 a rewritten network can no longer be trained (bench/profile_stages.py: time by stage, before and after).
 """
 
@@ -75,19 +75,3 @@ def fold_batch_norms(network: nn.Module, probe: Callable[[], object]) -> int:
             setattr(parent, bn_name, _what_is_left(bn))
             folded += 1
     return folded
-
-
-def drop_unused_stages(body: nn.Module) -> int:
-    """Cut a timm ``features_only`` network after the module of its last returned feature; in place.
-
-    timm's EfficientNet feature extractors run every block stage and return only the asked-for ones (here
-    the stride-32 stages of EfficientNet-Lite are computed for nothing); networks that already stop there
-    (timm's ResNets) are left alone. Returns how many stages were dropped.
-    """
-    parent_name, _, index = body.feature_info.module_name()[-1].rpartition(".")
-    parent = body.get_submodule(parent_name) if parent_name else None
-    if not (index.isdigit() and isinstance(parent, nn.Sequential)):
-        return 0
-    dropped = len(parent) - int(index) - 1
-    del parent[int(index) + 1:]
-    return dropped

@@ -128,6 +128,7 @@ def test_the_product_table_and_text_follow_the_selected_product(tmp_path, parts)
                                      keys[first], "teacher", "gated")
         assert out[tab.source] is None and out[tab.shown] is None  # not run through the other product's model
         assert f"click one of the {second} examples" in out[tab.message]
+        assert out[tab.variants_text] == stored_variants_text(zoo, second)
     for product in ("cap", "bolt"):
         key = next(k for k in registry.choices() if registry.get(k).category == product)
         out = product_variants(tab, sessions, key)

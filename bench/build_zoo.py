@@ -183,6 +183,44 @@ def refresh(job: dict) -> None:
     shutil.rmtree(stale)
 
 
+def other_settings(job: dict) -> None:
+    """The default models' metrics at the other settings a person can switch to in the app (the other reference,
+    the GII gate open and closed), stored in config.json by ``rdexpert test --save-metrics``; skipped when stored."""
+    if job["name"] != job["product"]:
+        return
+    out = Path(job["out"])
+    config = json.loads((out / "config.json").read_text())
+    reference = config["model"]["default_reference"]
+    other = "expert" if reference == "teacher" else "teacher"
+    import tempfile
+
+    for ref, gate in ((other, "gated"), (reference, "open"), (reference, "closed")):
+        if f"{ref}/{gate}" in config.get("metrics", {}):
+            continue
+        with tempfile.TemporaryDirectory() as scratch:
+            rdexpert("test", "--checkpoint", str(out), "--data-root", job["data_root"], "--category", job["product"],
+                     "--out", scratch, "--reference", ref, "--gate", gate, "--save-metrics")
+
+
+CARD_REPO = "your-org/rdexpert-zoo"  # the cards' example repo id: `rdexpert push --repo` names the real one
+
+
+def cards(out_root: Path) -> None:
+    """Each checkpoint's model card (README.md) and the zoo's card at the top, as ``rdexpert push`` stages them, so
+    the shipped folder reads as the Hub repo does (rdexpert.hub.publish)."""
+    import tempfile
+
+    from rdexpert.hub.publish import stage
+
+    with tempfile.TemporaryDirectory() as scratch:
+        staged = Path(scratch) / "zoo"
+        stage(out_root, staged, CARD_REPO)
+        for card in staged.glob("*/README.md"):
+            shutil.copy2(card, out_root / card.parent.name / "README.md")
+        for name in ("README.md", ".gitattributes"):
+            shutil.copy2(staged / name, out_root / name)
+
+
 def row(job: dict) -> dict:
     """What the zoo table shows of one finished checkpoint (its config.json and test report)."""
     out = Path(job["out"])
@@ -239,7 +277,9 @@ def main() -> None:
         license_files(job)
         if args.refresh:
             refresh(job)
+        other_settings(job)
         print("done:", job["name"], flush=True)
+    cards(Path(args.out_root))
     rows = [row(job) for job in jobs]
     text = (f"# The shipped zoo\n\nBuilt by `python bench/build_zoo.py` on {machine_line()}. Seed {SEED}, final "
             "iterates, no selection on the test split. Metrics in percent on each product's test split at the "

@@ -112,7 +112,8 @@ def without_data(monkeypatch, registry, tmp_path) -> str:
     """The shipped checkpoint, with its dataset root pointed at a folder that does not exist (a Space, a clone)."""
     if not (DEMO / "test" / "metrics.json").is_file():
         pytest.skip("the shipped demo checkpoint with its test report is not here")
-    key = next(k for k in registry.choices() if registry.get(k).source == "shipped")
+    key = next(k for k in registry.choices()
+               if registry.get(k).source == "shipped" and registry.get(k).folder == DEMO)  # the demo product's
     monkeypatch.setitem(registry.get(key).config["dataset"], "root", str(tmp_path / "no_such_data"))
     return key
 

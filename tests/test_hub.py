@@ -253,7 +253,8 @@ def test_app_lists_every_zoo_category_and_loads_one_only_when_chosen(zoo_cache, 
         entries = registry.add_hub(f"{REPO}@main")
     assert "HF_HUB_OFFLINE is set" in caplog.text
     keys = [f"plate_gii · rd_gii · hub: {REPO}", f"plate_rd · rd · hub: {REPO}"]
-    assert [e.key for e in entries] == keys and registry.choices() == keys and registry.messages == []
+    assert [e.key for e in entries] == keys and registry.messages == []
+    assert registry.choices() == keys[::-1]  # the picker: one product, its variants in the paper's order (rd first)
     assert [e.ref for e in entries] == [f"{REPO}/plate_gii@{SHA}", f"{REPO}/plate_rd@{SHA}"]  # the listed commit
     assert not any(registry.is_loaded(k) for k in keys)
     predictor = registry.predictor(keys[1])

@@ -128,6 +128,14 @@ def show_examples(gallery: gr.Gallery, template: str, sessions: Sessions, exampl
     return {gallery: gr.Gallery(value=examples.gallery(category), label=template.format(what=examples.label(category)))}
 
 
+def examples_follow(checkpoint: gr.Dropdown, gallery: gr.Gallery, template: str, sessions: Sessions,
+                    examples: ExampleSet) -> None:
+    """Wire ``gallery`` to show the selected checkpoint's product's examples as soon as the checkpoint changes (no
+    queue: before any model is loaded)."""
+    checkpoint.change(bind(show_examples, gallery, template, sessions, examples), checkpoint, gallery, queue=False,
+                      show_progress="hidden", api_visibility="private")
+
+
 def clicked_example(sessions: Sessions, examples: ExampleSet, key: str | None, index: int,
                     request: gr.Request | None = None):
     """The example at ``index`` of the gallery shown for checkpoint ``key`` (the same list :func:`show_examples`

@@ -27,12 +27,12 @@ from rdexpert.app.common import (
     AppConfig,
     bind,
     clicked_example,
+    examples_follow,
     examples_gallery,
     failure_message,
     key_category,
     pictures_gallery,
     reveal,
-    show_examples,
 )
 from rdexpert.app.diagram import DIAGRAM, DIAGRAM_CAPTION
 from rdexpert.app.examples import ExampleSet
@@ -418,14 +418,7 @@ def wire(tab: AblationsTab, cfg: AppConfig, checkpoint: gr.Dropdown, inspect_sta
             trigger_mode="always_last",
             api_visibility="private",
         )
-    checkpoint.change(  # at once: the product's examples and its variants' stored metrics
-        bind(show_examples, tab.examples, EXAMPLES_LABEL, sessions, cfg.examples),
-        checkpoint,
-        tab.examples,
-        queue=False,
-        show_progress="hidden",
-        api_visibility="private",
-    )
+    examples_follow(checkpoint, tab.examples, EXAMPLES_LABEL, sessions, cfg.examples)
     checkpoint.change(
         bind(product_variants, tab, sessions),
         checkpoint,

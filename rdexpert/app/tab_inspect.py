@@ -25,10 +25,10 @@ from rdexpert.app.common import (
     AppConfig,
     bind,
     clicked_example,
+    examples_follow,
     examples_gallery,
     key_category,
     reveal,
-    show_examples,
 )
 from rdexpert.app.examples import ExampleSet
 from rdexpert.app.header import describe, first_choice
@@ -257,14 +257,7 @@ def wire(tab: InspectTab, cfg: AppConfig, checkpoint: gr.Dropdown, checkpoint_in
         show_progress="hidden",
         api_visibility="private",
     )
-    checkpoint.change(  # at once: the examples of the checkpoint's product
-        bind(show_examples, tab.examples, EXAMPLES_LABEL, sessions, cfg.examples),
-        checkpoint,
-        tab.examples,
-        queue=False,
-        show_progress="hidden",
-        api_visibility="private",
-    )
+    examples_follow(checkpoint, tab.examples, EXAMPLES_LABEL, sessions, cfg.examples)
     checkpoint.change(
         bind(change_checkpoint, view, checkpoint_info, sessions),
         [checkpoint, view.state, tab.threshold],

@@ -151,22 +151,26 @@ def pictures_gallery(label: str, elem_id: str, columns: int, height: int, **kwar
 
 
 def scroll_js(*selectors: str) -> str:
-    """JavaScript for an event's ``js``: bring the first shown element of ``selectors`` (an answer: a verdict, a
-    message, a progress bar) to the top of the window, unless its top is already on screen, above the last 160
-    pixels.
+    """JavaScript for an event's ``js``: bring the answer (``selectors[0]``; the others are fallbacks) to the top of
+    the window, unless its top is already on screen, above the last 160 pixels.
 
     Gradio's own ``scroll_to_output`` does nothing in the gradio this app runs on (6.31: the page's status
-    trackers never receive it), so :func:`reveal` attaches this to the events instead. It looks again 150 ms
-    later: an answer in another tab (an Evaluate row opened in Inspect) may not be laid out yet when it runs.
+    trackers never receive it), so :func:`reveal` attaches this to the events instead. An answer in another tab
+    (an Evaluate row opened in Inspect) may not be laid out when this runs, on a busy machine for a while: so it
+    looks every 100 ms for up to 10 s until the answer is shown, scrolls once, and stops. A fallback (the answer
+    when no tab switches) is scrolled to at most once meanwhile, so nothing keeps moving the page under a person.
     """
     return (
-        "(...args) => { const reveal = () => { const e = " + repr(list(selectors))
-        + ".map((s) => document.querySelector(s))"
-        ".find((e) => e && e.getClientRects().length > 0); if (e) {"
-        " const top = e.getBoundingClientRect().top;"
+        "(...args) => { const sel = " + repr(list(selectors)) + ";"
+        " const shown = (s) => { const e = document.querySelector(s); return e && e.getClientRects().length > 0 ? e : null; };"
+        " const bring = (e) => { const top = e.getBoundingClientRect().top;"
         " if (top < 0 || top > window.innerHeight - 160)"
-        " window.scrollTo({top: Math.max(0, top + window.scrollY - 8), behavior: 'instant'}); } };"
-        " reveal(); setTimeout(reveal, 150); return args; }"
+        " window.scrollTo({top: Math.max(0, top + window.scrollY - 8), behavior: 'instant'}); };"
+        " let tries = 0, fellBack = false;"
+        " const look = () => { const e = shown(sel[0]); if (e) { bring(e); return; }"
+        " if (!fellBack) { const f = sel.slice(1).map(shown).find((x) => x); if (f) { bring(f); fellBack = true; } }"
+        " if (tries++ < 100) setTimeout(look, 100); };"
+        " look(); return args; }"
     )
 
 

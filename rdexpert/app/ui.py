@@ -32,6 +32,9 @@ from rdexpert.app.sessions import Sessions  # noqa: E402
 __all__ = ["AppConfig", "CSS", "Page", "build_demo", "theme"]
 
 CSS = """
+/* no scroll anchoring: when an answer's pictures render below the place it was brought into view, the browser
+   would scroll the page by their height to keep some node below steady, and the answer would leave the window */
+html, body {overflow-anchor: none}
 .rdx-verdict {padding: 4px 0}
 #rdx-examples .thumbnail-item, #rdx-abl-examples .thumbnail-item {min-width: 96px}
 .rdx-small {font-size: 0.9em; color: #555}

@@ -8,8 +8,8 @@ The app runs in this process on a free localhost port with the shipped checkpoin
 ../shared/data/mpdd when it is there, for Evaluate and the fine-tune upload); Debian's Chromium (through
 Playwright) does, at 1400 x 900 (``desktop``) and at 400 x 850 (``phone``), in a fresh browser context each:
 
-- Inspect: click a defective example; the verdict and maps;
-- Ablations: choose reference expert, gate open, then click the same example; the walkthrough's top;
+- Inspect: click the first defective example of the product the page opens on; the verdict and maps;
+- Ablations: choose reference expert, gate open, then click the same example; the walkthrough's top, once rendered;
 - Fine-tune: upload 8 normal and 2 defective MPDD images (a zip) and fine-tune a tiny model (64 px, a few
   iterations); the status, the plain-words outcome and the download;
 - Evaluate: evaluate the selected (demo) checkpoint; the summary and the plots.
@@ -113,15 +113,26 @@ def product_defaults(registry, examples) -> dict[str, str]:
     return out
 
 
-def shoot_products(browser, url: str, out: Path, registry, examples) -> list[Path]:
-    """Inspect and Ablations of every product, at desktop width."""
-    w, h = WIDTHS["desktop"]
+def wait_idle(page, timeout: float = 300_000) -> None:
+    """Until no output of the page shows gradio's "processing | …" (the walkthrough's panels render one by one)."""
+    page.wait_for_function("!document.body.innerText.includes('processing |')", timeout=timeout)
+
+
+def open_page(browser, url: str, width: str):
+    """A fresh browser context at one of WIDTHS, on the app, once its examples and checkpoint have loaded."""
+    w, h = WIDTHS[width]
     context = browser.new_context(viewport={"width": w, "height": h})
     page = context.new_page()
     page.set_default_timeout(300_000)
     page.goto(url)
     page.wait_for_selector("#rdx-examples button.thumbnail-item")
     wait_text(page, "#rdx-checkpoint-info", "source:")
+    return context, page
+
+
+def shoot_products(browser, url: str, out: Path, registry, examples) -> list[Path]:
+    """Inspect and Ablations of every product, at desktop width."""
+    context, page = open_page(browser, url, "desktop")
     shots = []
     for product, key in product_defaults(registry, examples).items():
         shown = examples.for_category(product)
@@ -178,25 +189,22 @@ def startup_seconds(browser, app_flags: list[str], work: Path, limit: float = 30
 
 
 def shoot(browser, url: str, width: str, out: Path, work: Path) -> list[Path]:
-    w, h = WIDTHS[width]
-    context = browser.new_context(viewport={"width": w, "height": h})
-    page = context.new_page()
-    page.set_default_timeout(300_000)
-    page.goto(url)
-    page.wait_for_selector("#rdx-examples button.thumbnail-item")
-    wait_text(page, "#rdx-checkpoint-info", "source:")
+    context, page = open_page(browser, url, width)
     shots = []
 
-    page.locator("#rdx-examples button.thumbnail-item").nth(3).click()  # a defective example
+    captions = page.locator("#rdx-examples .caption-label").all_inner_texts()
+    index = next(i for i, caption in enumerate(captions) if caption.startswith("defective"))  # the first defective
+    page.locator("#rdx-examples button.thumbnail-item").nth(index).click()
     wait_text(page, "#rdx-verdict", "calibrated score")
     shots.append(save(page, out, f"inspect_{width}"))
 
     page.get_by_role("tab", name="Ablations").click()
     page.locator("#rdx-abl-reference label").filter(has_text="expert").click()
     page.locator("#rdx-abl-gate label").filter(has_text="open").click()
-    page.locator("#rdx-abl-examples button.thumbnail-item").nth(3).click()
+    page.locator("#rdx-abl-examples button.thumbnail-item").nth(index).click()
     wait_text(page, "#rdx-abl-custom-text", "expert · open")
     wait_text(page, "#rdx-abl-variants-text", "Stored test metrics")
+    wait_idle(page)
     page.evaluate("window.scrollTo(0, document.querySelector('#rdx-abl-message').getBoundingClientRect().top"
                   " + window.scrollY - 8)")
     shots.append(save(page, out, f"ablations_{width}"))

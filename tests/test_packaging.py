@@ -3,6 +3,8 @@ tests run in satisfies both, and the huggingface-hub floor is stated once (the s
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -46,3 +48,15 @@ def test_installed_versions_satisfy_both_files():
 
 def test_huggingface_hub_floor_is_the_same_in_both_files():
     assert str(_pyproject()["huggingface-hub"].specifier) == str(_requirements()["huggingface-hub"].specifier)
+
+
+@pytest.mark.parametrize("blocked", ["gradio", "plotly"])
+def test_the_app_without_its_extra_says_which_command_installs_it(blocked):
+    """Without gradio or plotly (blocked in sys.modules, as if not installed) ``python app.py`` ends in one line
+    naming ``pip install "rdexpert[app]"``, not a traceback."""
+    code = (f"import sys, runpy; sys.modules[{blocked!r}] = None; sys.argv = ['app.py']; "
+            "runpy.run_path('app.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and blocked in lines[0] and 'pip install "rdexpert[app]"' in lines[0], done.stderr

@@ -34,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def other_settings(job: dict) -> None:
     config = json.loads((out / "config.json").read_text())
     reference = config["model"]["default_reference"]
     other = "expert" if reference == "teacher" else "teacher"
-    import tempfile
-
     for ref, gate in ((other, "gated"), (reference, "open"), (reference, "closed")):
         if f"{ref}/{gate}" in config.get("metrics", {}):
             continue
@@ -208,8 +207,6 @@ CARD_REPO = "your-org/rdexpert-zoo"  # the cards' example repo id: `rdexpert pus
 def cards(out_root: Path) -> None:
     """Each checkpoint's model card (README.md) and the zoo's card at the top, as ``rdexpert push`` stages them, so
     the shipped folder reads as the Hub repo does (rdexpert.hub.publish)."""
-    import tempfile
-
     from rdexpert.hub.publish import stage
 
     with tempfile.TemporaryDirectory() as scratch:

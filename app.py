@@ -6,12 +6,12 @@ for Hugging Face Spaces and the ``main()`` entry point.
 
 from pathlib import Path
 
+from rdexpert.extras import MissingExtra
+
 try:
     from rdexpert.app import build_app
     from rdexpert.app import main as _main
-except ModuleNotFoundError as error:  # the [app] extra is missing: its one line, not a traceback
-    if "rdexpert[app]" not in str(error):
-        raise
+except MissingExtra as error:  # the [app] extra is missing: its one line, not a traceback
     raise SystemExit(f"app.py: {error}") from None
 
 ROOT = Path(__file__).resolve().parent

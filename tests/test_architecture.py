@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rdexpert"
 
 # layer, lowest first: (name, module patterns). "x.*" means the package x and all its modules.
 LAYERS = [
-    ("foundation", ["rdexpert", "runtime", "training", "inference", "evaluation", "checkpoint",
+    ("foundation", ["rdexpert", "runtime", "extras", "training", "inference", "evaluation", "checkpoint",
                     "training.distributed", "training.recipe", "checkpoint.io", "checkpoint.format",
                     "evaluation.metrics", "inference.calibration", "model.backbones", "synthesis.*", "data.images.*"]),
     ("data", ["data", "data.layouts.*", "data.datasets", "evaluation.plots"]),

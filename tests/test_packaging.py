@@ -60,3 +60,12 @@ def test_the_app_without_its_extra_says_which_command_installs_it(blocked):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and blocked in lines[0] and 'pip install "rdexpert[app]"' in lines[0], done.stderr
+
+
+def test_every_optional_dependency_has_its_line():
+    """rdexpert.extras names each extra's packages as pyproject.toml does (a new optional package gets its line)."""
+    from rdexpert.extras import EXTRAS
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, (_, packages) in EXTRAS.items():
+        assert {canonicalize_name(Requirement(line).name) for line in extras[extra]} == set(packages), extra

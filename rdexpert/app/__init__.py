@@ -7,24 +7,10 @@ call them without a browser; each tab's components and handlers are in its own
 :mod:`rdexpert.app.server` builds and launches it.
 """
 
-from importlib.util import find_spec
+from rdexpert.extras import require_extra
 
-APP_EXTRA = ("gradio", "plotly")  # what pyproject's [app] extra adds to the core package
-
-
-def _installed(name: str) -> bool:
-    try:
-        return find_spec(name) is not None
-    except (ImportError, ValueError):  # ValueError: None in sys.modules (its import is blocked)
-        return False
-
-
-_missing = [name for name in APP_EXTRA if not _installed(name)]
-if _missing:  # one line naming the extra, instead of gradio's (or, later, plotly's) bare ModuleNotFoundError
-    raise ModuleNotFoundError(
-        f"the rdexpert app needs {' and '.join(_missing)}, not installed here: pip install \"rdexpert[app]\" "
-        "(or pip install -r requirements.txt)", name=_missing[0])
+require_extra("app")  # one line naming the extra, instead of gradio's (or, later, plotly's) bare ModuleNotFoundError
 
 from rdexpert.app.server import build_app, main, parse_args  # noqa: E402
 
-__all__ = ["APP_EXTRA", "build_app", "main", "parse_args"]
+__all__ = ["build_app", "main", "parse_args"]

@@ -30,23 +30,12 @@ from torch import nn
 
 from rdexpert.checkpoint.folder import CheckpointInfo
 from rdexpert.checkpoint.io import atomic_write
+from rdexpert.extras import optional_module
 from rdexpert.inference.ood import pooled_features
 from rdexpert.model import ExpertTeacherStudent
 
 OPSET = 18  # the dynamo exporter's lowest opset (it cannot convert Pad down to 17)
 MIN_OPSET = 11  # the lowest the TorchScript exporter writes this graph with
-def optional_module(name: str):
-    """Import ``name`` from the ``[export]`` extra, or say in one line how to install it (a RuntimeError, so the CLI
-    prints it as its error line)."""
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        raise RuntimeError(f"ONNX export and the ONNX Runtime backend need the {name} package, which is not "
-                           f'installed: pip install "rdexpert[export]"') from error
-
-
 EXPORTERS = ("auto", "dynamo", "torchscript")  # auto: dynamo, TorchScript when that fails
 OUTPUTS = ("anomaly_map", "scale_maps", "score")
 POOLED = "expert_pooled"  # optional fourth output: the expert's pooled features, for the out-of-distribution check

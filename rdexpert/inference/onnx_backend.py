@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rdexpert.inference.export import OPSET, export_onnx, optional_module, output_names
+from rdexpert.extras import optional_module
+from rdexpert.inference.export import OPSET, export_onnx, output_names
 from rdexpert.model import ExpertTeacherStudent
 
 BACKENDS = ("torch", "onnxruntime")
